@@ -1,0 +1,111 @@
+"""The validated, typed form of a search-space YAML file.
+
+Everything downstream (the study, the objective, the trainers' configs) reads these frozen
+dataclasses, never the raw YAML. :func:`search_spaces.load_space` is the only producer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+BatchChoice = Union[int, Literal["full"]]
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
+PRUNERS = ("median", "hyperband", "none")
+SCHEDULES = ("none", "cosine", "step")
+ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
+TASKS = ("auto", "regression", "classification")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+NAMED_DATASETS = ("synthetic", "diabetes", "breast_cancer", "digits", "wine", "iris")
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """A continuous parameter sampled between ``low`` and ``high`` (inclusive)."""
+
+    low: float
+    high: float
+    log: bool = True
+
+
+@dataclass(frozen=True)
+class FloatChoices:
+    """A float parameter restricted to listed values (needed by the grid sampler)."""
+
+    values: tuple[float, ...]
+
+
+FloatParam = Union[FloatRange, FloatChoices]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    source: str  # a name from NAMED_DATASETS, or an absolute path to a CSV file
+    target: str | None = None  # CSV column holding the target; required for CSV, unused otherwise
+    task: str = "auto"  # one of TASKS; "auto" infers it from the target
+    n_samples: int = 1000  # synthetic only
+    n_features: int = 10  # synthetic only
+    noise: float = 0.1  # synthetic only: std of Gaussian noise added to the target
+    seed: int = 0  # synthetic only: seed of the generated data
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    hidden: tuple[int, ...] = (50,)  # widths of the hidden layers; () is a linear model
+    activation: str = "relu"  # one of ACTIVATIONS
+    dropout: float = 0.0  # in [0, 1)
+
+
+@dataclass(frozen=True)
+class CVSpec:
+    folds: int = 5  # >= 2
+    stratify: bool | None = None  # None: stratify when the task is classification
+    seed: int = 0  # shuffles the split
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int = 20  # >= 1
+    schedule: str = "none"  # one of SCHEDULES
+    step_size: int = 10  # "step" only: epochs between LR drops
+    gamma: float = 0.1  # "step" only: LR multiplier at each drop, in (0, 1]
+    device: str = "auto"  # one of DEVICES
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    batch_size: tuple[BatchChoice, ...]  # ints >= 1 and/or "full"
+    lr: FloatParam
+    optimizer: tuple[str, ...]  # names from OPTIMIZERS
+    weight_decay: FloatParam | None = None  # None: not searched, 0.0 (adamw: 0.01)
+    momentum: FloatParam | None = None  # None: not searched, 0.9; used by momentum and rmsprop
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    name: str = "tpe"  # one of SAMPLERS
+    seed: int | None = 0
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    trials: int = 20  # >= 1: COMPLETE + PRUNED trials the study should hold
+    timeout_seconds: float | None = None  # stop starting new trials after this long
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """One experiment: what data, which model, how to score, what to search, how long."""
+
+    name: str  # default study name
+    path: str  # the YAML file it came from (absolute), for messages
+    dataset: DatasetSpec
+    model: ModelSpec
+    cv: CVSpec
+    training: TrainingSpec
+    search: SearchSpec
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    pruner: str = "median"  # one of PRUNERS
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
