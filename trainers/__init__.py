@@ -1,0 +1,48 @@
+"""How to train: data, folds, the stacked MLP, functional optimizers and the fold-stacked engine.
+
+This package depends on torch, numpy and scikit-learn only. It never imports optuna, mlflow or
+``sweep``; progress leaves it through the ``on_epoch`` callback of :func:`train_folds`.
+"""
+
+from trainers.data import NAMED_DATASETS, Dataset, DataError, load_dataset
+from trainers.device import DeviceError, resolve_device
+from trainers.engine import (
+    CVResult,
+    EpochReport,
+    FoldData,
+    TrainConfig,
+    TrainingDiverged,
+    epoch_orders,
+    prepare_folds,
+    train_folds,
+)
+from trainers.folds import Fold, FoldScaling, fit_fold_scaling, make_folds
+from trainers.stacked_mlp import MLPConfig, StackedMLP, build_mlp
+from trainers.stacked_optim import OPTIMIZER_NAMES, OptimizerConfig, StackedOptimizer
+
+__all__ = [
+    "NAMED_DATASETS",
+    "OPTIMIZER_NAMES",
+    "CVResult",
+    "DataError",
+    "Dataset",
+    "DeviceError",
+    "EpochReport",
+    "Fold",
+    "FoldData",
+    "FoldScaling",
+    "MLPConfig",
+    "OptimizerConfig",
+    "StackedMLP",
+    "StackedOptimizer",
+    "TrainConfig",
+    "TrainingDiverged",
+    "build_mlp",
+    "epoch_orders",
+    "fit_fold_scaling",
+    "load_dataset",
+    "make_folds",
+    "prepare_folds",
+    "resolve_device",
+    "train_folds",
+]

@@ -1,0 +1,277 @@
+"""Tests for trainers.data: named sets, the synthetic problem and CSV loading rules."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from trainers.data import NAMED_DATASETS, DataError, Dataset, fingerprint, load_dataset
+
+NAMED = [
+    # name, task, shape, n_classes
+    ("synthetic", "regression", (1000, 10), None),
+    ("diabetes", "regression", (442, 10), None),
+    ("breast_cancer", "classification", (569, 30), 2),
+    ("digits", "classification", (1797, 64), 10),
+    ("wine", "classification", (178, 13), 3),
+    ("iris", "classification", (150, 4), 3),
+]
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "data.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_named_list_matches_cases():
+    assert tuple(name for name, *_ in NAMED) == NAMED_DATASETS
+
+
+@pytest.mark.parametrize(("name", "task", "shape", "n_classes"), NAMED)
+def test_named_sets_load(name, task, shape, n_classes):
+    ds = load_dataset(name)
+    assert isinstance(ds, Dataset)
+    assert ds.name == name
+    assert ds.task == task
+    assert ds.X.shape == shape
+    assert ds.X.dtype == np.float32
+    assert np.isfinite(ds.X).all()
+    assert ds.y.shape == (shape[0],)
+    assert len(ds.feature_names) == shape[1]
+    assert ds.n_classes == n_classes
+    assert len(ds.fingerprint) == 16
+    int(ds.fingerprint, 16)  # hex
+    if task == "regression":
+        assert ds.y.dtype == np.float32
+        assert ds.class_labels is None
+    else:
+        assert ds.y.dtype == np.int64
+        assert len(ds.class_labels) == n_classes
+        assert set(np.unique(ds.y)) == set(range(n_classes))
+
+
+def test_iris_keeps_class_names():
+    assert load_dataset("iris").class_labels == ("setosa", "versicolor", "virginica")
+
+
+@pytest.mark.parametrize(
+    ("name", "task"),
+    [("iris", "regression"), ("diabetes", "classification"), ("synthetic", "classification")],
+)
+def test_named_set_with_opposite_task_is_rejected(name, task):
+    with pytest.raises(DataError, match=rf"{name}.*{task}.*(regression|classification) problem"):
+        load_dataset(name, task=task)
+
+
+def test_named_set_with_matching_task_is_accepted():
+    assert load_dataset("iris", task="classification").task == "classification"
+
+
+def test_named_set_rejects_target():
+    with pytest.raises(DataError, match="only to CSV"):
+        load_dataset("wine", target="label")
+
+
+@pytest.mark.parametrize("task", ["regress", "", "Classification"])
+def test_unknown_task(task):
+    with pytest.raises(DataError, match="auto, regression, classification"):
+        load_dataset("iris", task=task)
+
+
+def test_synthetic_is_deterministic_per_seed():
+    a = load_dataset("synthetic", seed=3, n_samples=200, n_features=5)
+    b = load_dataset("synthetic", seed=3, n_samples=200, n_features=5)
+    c = load_dataset("synthetic", seed=4, n_samples=200, n_features=5)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert a.fingerprint == b.fingerprint
+    assert not np.array_equal(a.X, c.X)
+    assert a.fingerprint != c.fingerprint
+    assert a.X.shape == (200, 5)
+    assert a.feature_names == ("x0", "x1", "x2", "x3", "x4")
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 10])
+def test_synthetic_has_signal(n_features):
+    ds = load_dataset("synthetic", noise=0.1, n_features=n_features)
+    train, test = slice(0, 800), slice(800, None)
+    r2 = LinearRegression().fit(ds.X[train], ds.y[train]).score(ds.X[test], ds.y[test])
+    assert r2 > 0.3
+
+
+def test_synthetic_noise_lowers_signal():
+    def r2(noise: float) -> float:
+        ds = load_dataset("synthetic", noise=noise)
+        return LinearRegression().fit(ds.X, ds.y).score(ds.X, ds.y)
+
+    assert r2(0.1) > r2(3.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"n_samples": 1}, "n_samples"), ({"n_features": 0}, "n_features"), ({"noise": -1}, "noise")],
+)
+def test_synthetic_rejects_bad_parameters(kwargs, key):
+    with pytest.raises(DataError, match=key):
+        load_dataset("synthetic", **kwargs)
+
+
+# --------------------------------------------------------------------------- CSV happy paths
+
+
+def test_csv_regression(tmp_path):
+    path = write_csv(tmp_path, "a, b ,price\n1,2,10.5\n3,4.5,-2\n5,6,7\n")
+    ds = load_dataset(path, target="price")
+    assert ds.name == path
+    assert ds.task == "regression"
+    assert ds.feature_names == ("a", "b")
+    np.testing.assert_array_equal(ds.X, np.array([[1, 2], [3, 4.5], [5, 6]], np.float32))
+    np.testing.assert_array_equal(ds.y, np.array([10.5, -2, 7], np.float32))
+    assert ds.X.dtype == np.float32 and ds.y.dtype == np.float32
+    assert ds.n_classes is None and ds.class_labels is None
+
+
+def test_csv_target_in_the_middle_and_blank_lines(tmp_path):
+    path = write_csv(tmp_path, "a,label,b\n1,cat,2\n\n3,dog,4\n")
+    ds = load_dataset(path, target="label")
+    assert ds.feature_names == ("a", "b")
+    np.testing.assert_array_equal(ds.X, np.array([[1, 2], [3, 4]], np.float32))
+
+
+def test_csv_string_labels_are_classification(tmp_path):
+    path = write_csv(tmp_path, "x,species\n1,zebra\n2,ant\n3,zebra\n4,bee\n")
+    ds = load_dataset(path, target="species")
+    assert ds.task == "classification"
+    assert ds.n_classes == 3
+    assert ds.class_labels == ("ant", "bee", "zebra")
+    assert ds.y.dtype == np.int64
+    np.testing.assert_array_equal(ds.y, [2, 0, 2, 1])
+
+
+def test_csv_few_integers_are_classification(tmp_path):
+    path = write_csv(tmp_path, "x,grade\n1,7\n2,3\n3,7.0\n")
+    ds = load_dataset(path, target="grade")
+    assert ds.task == "classification"
+    assert ds.class_labels == (3, 7)
+    np.testing.assert_array_equal(ds.y, [1, 0, 1])
+
+
+def test_csv_many_integers_are_regression(tmp_path):
+    rows = "".join(f"{i},{100 + i}\n" for i in range(30))
+    ds = load_dataset(write_csv(tmp_path, "x,y\n" + rows), target="y")
+    assert ds.task == "regression"
+
+
+def test_csv_explicit_tasks_override_auto(tmp_path):
+    path = write_csv(tmp_path, "x,y\n1,0\n2,1\n3,1\n")
+    assert load_dataset(path, target="y", task="regression").task == "regression"
+    assert load_dataset(path, target="y").task == "classification"
+    rows = "".join(f"{i},{i}\n" for i in range(30))
+    many = write_csv(tmp_path, "x,y\n" + rows, "many.csv")
+    assert load_dataset(many, target="y", task="classification").n_classes == 30
+
+
+def test_fingerprint_is_stable_and_tracks_data(tmp_path):
+    a = load_dataset(write_csv(tmp_path, "x,y\n1,2.5\n2,3.5\n", "a.csv"), target="y")
+    b = load_dataset(write_csv(tmp_path, "x,y\n1,2.5\n2,3.5\n", "b.csv"), target="y")
+    c = load_dataset(write_csv(tmp_path, "x,y\n1,2.5\n2,3.6\n", "c.csv"), target="y")
+    d = load_dataset(write_csv(tmp_path, "x,y\n1,2.5\n9,3.5\n", "d.csv"), target="y")
+    assert a.fingerprint == b.fingerprint  # same data, different file
+    assert len({a.fingerprint, c.fingerprint, d.fingerprint}) == 3
+    assert load_dataset("iris").fingerprint == load_dataset("iris").fingerprint
+
+
+def test_fingerprint_depends_on_task():
+    X = np.zeros((3, 1), np.float32)
+    y = np.zeros(3, np.float32)
+    assert fingerprint(X, y, "regression") != fingerprint(X, y, "classification")
+    assert fingerprint(X, y, "regression") == fingerprint(X.copy(), y.copy(), "regression")
+
+
+def test_dataset_is_frozen():
+    ds = load_dataset("iris")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ds.task = "regression"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- CSV errors
+
+# (file text, target, task, fragments the message must contain besides the path)
+CSV_ERRORS = {
+    "empty file": ("", "y", "auto", ["empty"]),
+    "blank file": ("\n  \n", "y", "auto", ["empty"]),
+    "no header": ("1,2,3\n4,5,6\n", "y", "auto", ["no header", "1,2,3"]),
+    "header only": ("a,y\n", "y", "auto", ["no data rows"]),
+    "unnamed column": (",a,y\n0,1,2\n", "y", "auto", ["column 1", "empty name", "index"]),
+    "duplicate column": ("a,a,y\n1,2,3\n", "y", "auto", ["duplicate", "'a'"]),
+    "ragged row": ("a,y\n1,2\n3\n", "y", "auto", ["line 3", "1 fields", "2 columns"]),
+    "no target given": ("a,y\n1,2\n", None, "auto", ["target", "a, y"]),
+    "target missing": ("age,income,Price\n1,2,3\n", "price", "auto", ["'price'", "'Price'"]),
+    "target typo": ("age,income,label\n1,2,3\n", "lable", "auto", ["'lable'", "'label'"]),
+    "only target column": ("y\n1\n2\n", "y", "auto", ["at least 1 feature"]),
+    "non-numeric feature": (
+        "a,color,y\n1,2,0\n2,red,1\n",
+        "y",
+        "auto",
+        ["'color'", "row 2", "line 3", "'red'", "not a number", "Encode", "drop"],
+    ),
+    "empty feature cell": ("a,b,y\n1,,0\n2,3,1\n", "y", "auto", ["'b'", "row 1", "empty cell"]),
+    "nan feature": ("a,b,y\n1,2,0\n2,nan,1\n", "y", "auto", ["'b'", "row 2", "'nan'", "finite"]),
+    "inf feature": ("a,b,y\n1,-inf,0\n2,3,1\n", "y", "auto", ["'b'", "row 1", "'-inf'"]),
+    "float32 overflow": ("a,y\n1e300,0\n2,1\n", "y", "auto", ["'a'", "row 1", "'1e300'"]),
+    "empty target cell": ("a,y\n1,0\n2,\n", "y", "auto", ["'y'", "row 2", "missing"]),
+    "nan target": ("a,y\n1,NaN\n2,1\n", "y", "auto", ["'y'", "row 1", "'NaN'", "finite"]),
+    "inf target in labels": ("a,y\n1,cat\n2,inf\n", "y", "auto", ["'y'", "row 2", "'inf'"]),
+    "text target for regression": (
+        "a,y\n1,1.5\n2,oops\n",
+        "y",
+        "regression",
+        ["'y'", "row 2", "'oops'", "regression", "classification"],
+    ),
+    "single class": ("a,y\n1,cat\n2,cat\n", "y", "auto", ["'y'", "2 classes", "'cat'"]),
+    "single integer class": ("a,y\n1,4\n2,4\n", "y", "classification", ["'y'", "2 classes", "4"]),
+    "fractional class": ("a,y\n1,0\n2,0.5\n", "y", "classification", ["'y'", "row 2", "'0.5'"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "task", "fragments"), CSV_ERRORS.values(), ids=CSV_ERRORS
+)
+def test_csv_errors(tmp_path, text, target, task, fragments):
+    path = write_csv(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        load_dataset(path, target=target, task=task)
+    message = str(info.value)
+    assert path in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_missing_file_names_path_and_suggests_named_set(tmp_path):
+    with pytest.raises(DataError, match="file not found") as info:
+        load_dataset(str(tmp_path / "nope.csv"), target="y")
+    assert str(tmp_path / "nope.csv") in str(info.value)
+    with pytest.raises(DataError, match="'diabetes'"):
+        load_dataset("diabetis")
+
+
+def test_directory_is_not_a_csv(tmp_path):
+    with pytest.raises(DataError, match="not a regular file"):
+        load_dataset(str(tmp_path), target="y")
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("a,y\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="UTF-8") as info:
+        load_dataset(str(path), target="y")
+    assert str(path) in str(info.value)
+
+
+def test_data_error_is_a_value_error():
+    assert issubclass(DataError, ValueError)

@@ -1,0 +1,173 @@
+"""Optimizers written functionally on stacked parameters.
+
+All the models of a stack live in one tensor ``flat`` of shape ``(n_models, n_params)``. Each
+optimizer below reproduces its ``torch.optim`` namesake (default arguments, single-tensor code
+path) on every row of that tensor at once. Hyperparameters are tensors of shape
+``(n_models, 1)``, so the rows may use different learning rates, weight decays or momenta.
+
+A row can sit a step out (its fold has no samples left in this epoch): :meth:`StackedOptimizer.step`
+takes an ``active`` mask and leaves inactive rows and their state exactly as they were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+OPTIMIZER_NAMES = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+
+# Defaults follow torch.optim, except AdamW's weight decay (torch: 1e-2) which is explicit here too.
+DEFAULT_MOMENTUM = {"momentum": 0.9, "rmsprop": 0.0}
+DEFAULT_WEIGHT_DECAY = {"adamw": 1e-2}
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+RMSPROP_ALPHA = 0.99
+RMSPROP_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """One optimizer and its hyperparameters, as plain data."""
+
+    name: str  # one of OPTIMIZER_NAMES
+    lr: float
+    weight_decay: float | None = None  # None: the optimizer's default (0, AdamW: 1e-2)
+    momentum: float | None = None  # None: the default (momentum: 0.9, rmsprop: 0); others ignore it
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZER_NAMES:
+            raise ValueError(f"optimizer name={self.name!r} is not one of {OPTIMIZER_NAMES}.")
+        if not self.lr > 0:
+            raise ValueError(f"optimizer lr must be > 0, but got lr={self.lr}.")
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return DEFAULT_WEIGHT_DECAY.get(self.name, 0.0)
+
+    @property
+    def resolved_momentum(self) -> float:
+        if self.momentum is not None and self.name in DEFAULT_MOMENTUM:
+            return self.momentum
+        return DEFAULT_MOMENTUM.get(self.name, 0.0)
+
+    def torch_kwargs(self) -> dict[str, float]:
+        """Keyword arguments that build the same optimizer with ``torch.optim``."""
+        kwargs: dict[str, float] = {"lr": self.lr, "weight_decay": self.resolved_weight_decay}
+        if self.name in DEFAULT_MOMENTUM:
+            kwargs["momentum"] = self.resolved_momentum
+        return kwargs
+
+    def torch_class(self) -> type[torch.optim.Optimizer]:
+        """The ``torch.optim`` class this config stands for."""
+        return {
+            "sgd": torch.optim.SGD,
+            "momentum": torch.optim.SGD,
+            "adam": torch.optim.Adam,
+            "adamw": torch.optim.AdamW,
+            "rmsprop": torch.optim.RMSprop,
+        }[self.name]
+
+
+class StackedOptimizer:
+    """Update every row of a stacked parameter tensor as ``torch.optim`` would.
+
+    Args:
+        flat: the stacked parameters, shape ``(n_models, n_params)``; updated in place.
+        configs: one :class:`OptimizerConfig` per row; all must share the same ``name``.
+
+    Example:
+        >>> flat = torch.zeros(2, 3)
+        >>> opt = StackedOptimizer(flat, [OptimizerConfig("sgd", 0.1)] * 2)
+        >>> opt.step(torch.ones(2, 3))
+        >>> flat[0, 0].item()
+        -0.1
+    """
+
+    def __init__(self, flat: Tensor, configs: list[OptimizerConfig]) -> None:
+        names = {config.name for config in configs}
+        if len(names) != 1:
+            raise ValueError(f"a stack shares one optimizer kind, but got {sorted(names)}.")
+        if len(configs) != flat.shape[0]:
+            raise ValueError(f"got {len(configs)} configs for {flat.shape[0]} stacked models.")
+        self.name = configs[0].name
+        self.flat = flat
+
+        def column(values: list[float]) -> Tensor:
+            return torch.tensor(values, dtype=flat.dtype, device=flat.device).unsqueeze(1)
+
+        self.base_lr = column([c.lr for c in configs])
+        self.weight_decay = column([c.resolved_weight_decay for c in configs])
+        self.momentum = column([c.resolved_momentum for c in configs])
+        self.has_weight_decay = any(c.resolved_weight_decay != 0 for c in configs)
+        self.has_momentum = any(c.resolved_momentum != 0 for c in configs)
+        self.state: dict[str, Tensor] = {}
+        if self.name == "momentum" or (self.name == "rmsprop" and self.has_momentum):
+            self.state["momentum_buffer"] = torch.zeros_like(flat)
+        if self.name in ("adam", "adamw"):
+            self.state["exp_avg"] = torch.zeros_like(flat)
+            self.state["exp_avg_sq"] = torch.zeros_like(flat)
+            # float64 so that the bias corrections match torch's Python-float arithmetic
+            self.state["step"] = torch.zeros(
+                flat.shape[0], 1, dtype=torch.float64, device=flat.device
+            )
+        if self.name == "rmsprop":
+            self.state["square_avg"] = torch.zeros_like(flat)
+
+    @torch.no_grad()
+    def step(self, grad: Tensor, *, lr_scale: float = 1.0, active: Tensor | None = None) -> None:
+        """Apply one update.
+
+        Args:
+            grad: gradient of each row's own loss, same shape as ``flat``.
+            lr_scale: multiplier from the LR schedule for this epoch.
+            active: optional bool tensor ``(n_models, 1)``; rows where it is False keep their
+                parameters and optimizer state unchanged.
+        """
+        if active is None:
+            self._update(grad, self.base_lr * lr_scale)
+            return
+        before = [self.flat.clone(), *(value.clone() for value in self.state.values())]
+        self._update(grad, self.base_lr * lr_scale)
+        for tensor, old in zip([self.flat, *self.state.values()], before):
+            tensor.copy_(torch.where(active, tensor, old))
+
+    def _update(self, grad: Tensor, lr: Tensor) -> None:
+        flat, state = self.flat, self.state
+        if self.name in ("sgd", "momentum", "adam", "rmsprop") and self.has_weight_decay:
+            grad = grad.addcmul(flat, self.weight_decay)
+        if self.name == "sgd":
+            flat.sub_(lr * grad)
+        elif self.name == "momentum":
+            buffer = state["momentum_buffer"]
+            buffer.mul_(self.momentum).add_(grad)
+            flat.sub_(lr * buffer)
+        elif self.name in ("adam", "adamw"):
+            self._adam(grad, lr)
+        elif self.name == "rmsprop":
+            square_avg = state["square_avg"]
+            square_avg.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1 - RMSPROP_ALPHA)
+            avg = square_avg.sqrt().add_(RMSPROP_EPS)
+            if "momentum_buffer" in state:
+                buffer = state["momentum_buffer"]
+                buffer.mul_(self.momentum).addcdiv_(grad, avg)
+                flat.sub_(lr * buffer)
+            else:
+                flat.sub_(lr * (grad / avg))
+
+    def _adam(self, grad: Tensor, lr: Tensor) -> None:
+        state, flat = self.state, self.flat
+        beta1, beta2 = ADAM_BETAS
+        if self.name == "adamw" and self.has_weight_decay:
+            flat.mul_(1 - lr * self.weight_decay)
+        state["step"].add_(1)
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = (lr.double() / (1 - beta1 ** state["step"])).to(flat.dtype)
+        bias_correction2_sqrt = (1 - beta2 ** state["step"]).sqrt().to(flat.dtype)
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
+        flat.sub_(step_size * (exp_avg / denom))
