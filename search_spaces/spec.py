@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
-BatchChoice = Union[int, Literal["full"]]
+BatchChoice = Union[int, Literal["full"]]  # noqa: UP007 (kept as written; same type)
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
 SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
@@ -37,7 +37,7 @@ class FloatChoices:
     values: tuple[float, ...]
 
 
-FloatParam = Union[FloatRange, FloatChoices]
+FloatParam = Union[FloatRange, FloatChoices]  # noqa: UP007 (kept as written; same type)
 
 
 @dataclass(frozen=True)
