@@ -1,0 +1,129 @@
+"""The ``sweep`` command. It only parses and delegates; exit code 2 means bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sweep.errors import UsageError
+
+# flag -> dotted key of the search-space YAML it overrides
+OVERRIDE_FLAGS = {
+    "trials": "budget.trials",
+    "epochs": "training.epochs",
+    "folds": "cv.folds",
+    "dataset": "dataset.source",
+    "target": "dataset.target",
+    "device": "training.device",
+    "seed": "cv.seed",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sweep",
+        description="Choose batch size, learning rate and optimizer by k-fold CV (Optuna + MLflow).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="create or resume a study and run its trials")
+    run.add_argument("--space", default="default", help="bundled space name or YAML path (default: default)")
+    run.add_argument("--study", help="study name (default: the space's name); an existing study resumes")
+    run.add_argument("--trials", type=int, help="finished trials the study should hold")
+    run.add_argument("--epochs", type=int, help="epochs per fold")
+    run.add_argument("--folds", type=int, help="k of k-fold cross-validation")
+    run.add_argument("--dataset", help="named data set (synthetic, diabetes, ...) or a CSV path")
+    run.add_argument("--target", help="target column of a CSV data set")
+    run.add_argument("--device", help="auto, cpu, cuda or mps")
+    run.add_argument("--seed", type=int, help="seed of the CV split, initial weights and shuffles")
+    run.add_argument("--storage", help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+
+    best = commands.add_parser("best", help="print or write a study's best config")
+    best.add_argument("--study", required=True, help="study name")
+    best.add_argument("--format", choices=("json", "yaml"), default="json")
+    best.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    best.add_argument("--storage", help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)")
+
+    ui_url = commands.add_parser("ui-url", help="print the MLflow UI address of the newest study's runs")
+    ui_url.add_argument("--base", default="http://127.0.0.1:5000", help="where the UI listens")
+    ui_url.add_argument("--tracking-uri", help="MLflow tracking URI")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "best":
+            return _best(args)
+        return _ui_url(args)
+    except UsageError as err:
+        print(f"sweep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sweep.runner import RunOptions, run_sweep
+
+    overrides = {
+        key: (f"--{flag}", getattr(args, flag))
+        for flag, key in OVERRIDE_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    run_sweep(
+        RunOptions(
+            space=args.space,
+            study=args.study,
+            overrides=overrides,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+        )
+    )
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    from sweep.best_config import dumps, write_atomically
+    from sweep.export import best_config_from_study
+
+    if args.output is not None and args.output.suffix not in (".json", ".yaml", ".yml"):
+        raise UsageError(f"-o {args.output}: the file name must end in .json, .yaml or .yml.")
+    fmt = args.format
+    if args.output is not None and args.format == "json" and args.output.suffix != ".json":
+        fmt = "yaml"  # the file name says which format the reader will parse
+    text = dumps(best_config_from_study(args.study, storage=args.storage), fmt)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(args.output, text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _ui_url(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from sweep.locations import resolve_tracking_uri, sqlite_path
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    db_file = sqlite_path(uri)
+    if db_file is not None and not db_file.exists():
+        print(f"{args.base}  (no study yet: run `make sweep` first)")
+        return 0
+    experiments = [e for e in MlflowClient(uri).search_experiments() if e.name != "Default"]
+    if not experiments:
+        print(args.base)
+        return 0
+    newest = max(experiments, key=lambda e: e.creation_time or 0)
+    print(f"{args.base}/#/experiments/{newest.experiment_id}/runs  (study {newest.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Build a :class:`~sweep.best_config.BestConfig` from a study's best trial."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.best_config import BestConfig, Provenance, library_versions
+from sweep.errors import UsageError
+from sweep.locations import resolve_storage, sqlite_path
+from sweep.study import CONTEXT_ATTR
+from trainers import OptimizerConfig
+
+
+def best_config_from_study(study_name: str, *, storage: str | None = None) -> BestConfig:
+    """The best COMPLETE trial of a stored study, as a BestConfig.
+
+    Raises:
+        UsageError: no such storage or study, or no completed trial yet.
+    """
+    url = resolve_storage(storage)
+    db_file = sqlite_path(url)
+    if db_file is not None and not db_file.exists():
+        raise UsageError(f"--study {study_name!r}: no study storage at {url}. Run `make sweep` first.")
+    try:
+        study = optuna.load_study(study_name=study_name, storage=url)
+    except KeyError as err:
+        names = optuna.get_all_study_names(storage=url)
+        raise UsageError(
+            f"--study {study_name!r} does not exist in {url}. Studies there: {', '.join(names) or 'none'}."
+        ) from err
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise UsageError(f"--study {study_name!r} has no completed trial yet; run or resume it first.")
+    return best_config_from_trial(study, study.best_trial)
+
+
+def best_config_from_trial(study: optuna.Study, trial: FrozenTrial) -> BestConfig:
+    context = study.user_attrs[CONTEXT_ATTR]
+    params = trial.params
+    optimizer = OptimizerConfig(
+        name=params["optimizer"],
+        lr=float(params["lr"]),
+        weight_decay=params.get("weight_decay"),
+        momentum=params.get("momentum"),
+    )
+    kwargs = optimizer.torch_kwargs()
+    kwargs.pop("lr")
+    attrs = trial.user_attrs
+    metric = attrs["metric_name"]
+    return BestConfig(
+        batch_size=params["batch_size"],
+        lr=optimizer.lr,
+        optimizer=optimizer.name,
+        optimizer_kwargs=kwargs,
+        schedule=context["schedule"],
+        model=context["model"],
+        provenance=Provenance(
+            study=study.study_name,
+            trial_number=trial.number,
+            cv_val_loss=float(trial.value),
+            cv_val_loss_std=attrs["cv_val_loss_std"],
+            metric_name=metric,
+            cv_metric=attrs[f"cv_{metric}"],
+            cv_metric_std=attrs[f"cv_{metric}_std"],
+            n_folds=context["n_folds"],
+            epochs=context["schedule"]["epochs"],
+            seed=context["seed"],
+            dataset=context["dataset"],
+            data_fingerprint=context["data_fingerprint"],
+            versions=library_versions(),
+        ),
+    )

@@ -1,0 +1,54 @@
+"""The article's loss comparison, drawn from the real trials: one curve per batch size."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+
+
+def best_trial_per_batch_size(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
+    """For each batch size, the COMPLETE trial with the lowest CV validation loss."""
+    best: dict[str, FrozenTrial] = {}
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        key = str(trial.params["batch_size"])
+        if key not in best or trial.value < best[key].value:
+            best[key] = trial
+    return dict(sorted(best.items(), key=lambda item: _batch_order(item[0])))
+
+
+def learning_curves_figure(trials: list[FrozenTrial]) -> Figure:
+    """Training and CV validation loss per epoch for each batch size's best trial."""
+    figure, (train_axis, val_axis) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    best = best_trial_per_batch_size(trials)
+    for batch_size, trial in best.items():
+        label = f"batch {batch_size} ({trial.params['optimizer']}, lr={trial.params['lr']:.2g})"
+        train_curve = trial.user_attrs.get("train_loss_curve", [])
+        val_curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+        train_axis.plot(range(1, len(train_curve) + 1), train_curve, marker="o", markersize=3, label=label)
+        val_axis.plot(range(1, len(val_curve) + 1), val_curve, marker="s", markersize=3, label=label)
+    train_axis.set_title("Training loss (mean of batch losses, CV mean)")
+    val_axis.set_title("Validation loss (CV mean)")
+    for axis in (train_axis, val_axis):
+        axis.set_xlabel("Epoch")
+        axis.grid(True, alpha=0.3)
+    train_axis.set_ylabel("Loss")
+    if best:
+        val_axis.legend(fontsize=8)
+    else:
+        val_axis.text(0.5, 0.5, "no completed trial yet", ha="center", transform=val_axis.transAxes)
+    figure.tight_layout()
+    return figure
+
+
+def _batch_order(batch_size: str) -> float:
+    return float("inf") if batch_size == "full" else float(batch_size)
+
+
+def close(figure: Figure) -> None:
+    plt.close(figure)

@@ -1,0 +1,41 @@
+"""Where a sweep keeps its Optuna study and its MLflow runs, and how users override that."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_STORE_DIR = Path("mlruns")
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+STORAGE_ENV = "SWEEP_STORAGE"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+
+
+def resolve_storage(flag: str | None) -> str:
+    """``--storage`` beats ``$SWEEP_STORAGE`` beats the embedded SQLite file under ``mlruns/``."""
+    return flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def resolve_tracking_uri(flag: str | None) -> str:
+    """``--tracking-uri`` beats ``$MLFLOW_TRACKING_URI`` beats SQLite under ``mlruns/``."""
+    return flag or os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for any other kind of URI."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    return Path(uri[len(prefix) :])
+
+
+def artifact_root_for(tracking_uri: str) -> str | None:
+    """Artifacts of a SQLite tracking store go in ``artifacts/`` beside its database file.
+
+    A tracking server decides for itself, so it gets None.
+    """
+    db_file = sqlite_path(tracking_uri)
+    if db_file is None:
+        return None
+    return (db_file.parent / "artifacts").resolve().as_uri()

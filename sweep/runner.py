@@ -1,0 +1,136 @@
+"""``sweep run``: validate everything, then create or resume the study and run the trials.
+
+Everything the user gave is checked before the first file, study or MLflow run is created, so a
+typo costs nothing and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from search_spaces import SpaceError, SweepSpec, load_space
+from sweep.errors import UsageError
+from sweep.locations import resolve_storage, resolve_tracking_uri
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``sweep run`` was asked for; ``overrides`` maps dotted keys to (flag, value)."""
+
+    space: str = "default"
+    study: str | None = None
+    overrides: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    storage: str | None = None
+    tracking_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    study_name: str
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    trials_run: int
+    counted_trials: int
+    budget: int
+
+
+def run_sweep(options: RunOptions) -> SweepOutcome:
+    """Validate, then run the study to its budget. Raises UsageError on any bad input."""
+    plan = _validate(options)
+    _quiet_library_logs()
+    from sweep.study_session import run_validated  # heavy imports only once input is valid
+
+    return run_validated(**plan)
+
+
+def _validate(options: RunOptions) -> dict[str, Any]:
+    from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
+
+    try:
+        spec: SweepSpec = load_space(options.space, overrides=options.overrides)
+    except SpaceError as err:
+        raise UsageError(str(err)) from err
+    try:
+        dataset = load_dataset(
+            spec.dataset.source,
+            target=spec.dataset.target,
+            task=spec.dataset.task,
+            n_samples=spec.dataset.n_samples,
+            n_features=spec.dataset.n_features,
+            noise=spec.dataset.noise,
+            seed=spec.dataset.seed,
+        )
+        folds = make_folds(dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed)
+        device = resolve_device(spec.training.device)
+    except (DataError, DeviceError) as err:
+        raise UsageError(f"{spec.path}: {err}") from err
+    storage_url = resolve_storage(options.storage)
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    _check_storage_url(storage_url)
+    _check_tracking_uri(tracking_uri)
+    study_name = options.study or spec.name
+    from sweep.study import check_resumable
+
+    resuming = check_resumable(storage_url, study_name, spec)
+    return {
+        "spec": spec,
+        "dataset": dataset,
+        "folds": folds,
+        "device": device,
+        "study_name": study_name,
+        "storage_url": storage_url,
+        "tracking_uri": tracking_uri,
+        "resuming": resuming,
+    }
+
+
+def _check_storage_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise UsageError(
+            f"--storage / $SWEEP_STORAGE: {url!r} is not a database URL. Use e.g. "
+            "sqlite:///mlruns/optuna.db or postgresql://user@host:5432/dbname."
+        ) from err
+    if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql"):
+        raise UsageError(
+            f"--storage / $SWEEP_STORAGE: backend {parsed.get_backend_name()!r} in {url!r} is not "
+            "supported. Use sqlite:///PATH or postgresql://... ."
+        )
+
+
+def _check_tracking_uri(uri: str) -> None:
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as err:
+            raise UsageError(
+                f"--tracking-uri / $MLFLOW_TRACKING_URI: the MLflow server at {uri} is unreachable "
+                f"({err}). Start it (`make server`) or unset MLFLOW_TRACKING_URI to use "
+                "sqlite:///mlruns/mlflow.db."
+            ) from err
+        return
+    if not uri.startswith(("sqlite:///", "postgresql://", "mysql://", "databricks")):
+        raise UsageError(
+            f"--tracking-uri / $MLFLOW_TRACKING_URI: {uri!r} is not supported. MLflow 3 needs a "
+            "database store (sqlite:///mlruns/mlflow.db) or a tracking server (http://host:5000); "
+            "the old ./mlruns file store is refused."
+        )
+
+
+def _quiet_library_logs() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("alembic", "mlflow", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)

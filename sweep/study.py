@@ -1,0 +1,126 @@
+"""The Optuna side: storage, sampler, pruner, and creating or resuming a study."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search_spaces.spec import SweepSpec
+from sweep.errors import UsageError
+from sweep.locations import sqlite_path
+from sweep.trial_params import grid_search_space
+
+SPACE_FINGERPRINT_ATTR = "space_fingerprint"
+CONTEXT_ATTR = "context"
+BUDGET_ATTR = "budget_trials"
+COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT_SECONDS = 60
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """RDB storage with heartbeats, so a dead worker's trial is failed and retried, not stuck."""
+    db_file = sqlite_path(url)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # Heartbeats have been "experimental" since Optuna 2.9; they are what we rely on.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"connect_args": {"timeout": 30}} if db_file is not None else None,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=3 * HEARTBEAT_SECONDS,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+        )
+
+
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    seed = spec.sampler.seed
+    name = spec.sampler.name
+    if name == "tpe":
+        # group=True: momentum is only asked for the optimizers that use it.
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True, warn_independent_sampling=False
+        )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid_search_space(spec.search), seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    if name == "cmaes":
+        # CMA-ES handles the float parameters; batch size and optimizer are sampled at random.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise AssertionError(f"sampler {name!r} passed validation but has no factory")
+
+
+def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    epochs = spec.training.epochs
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.NopPruner()
+
+
+def space_fingerprint(spec: SweepSpec) -> str:
+    """What makes two trials comparable: data, model, CV, training and search, not the budget."""
+    comparable = dataclasses.asdict(spec)
+    for key in ("name", "path", "budget"):
+        comparable.pop(key)
+    comparable["training"].pop("device")
+    comparable["sampler"].pop("seed")
+    text = json.dumps(comparable, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_resumable(storage_url: str, study_name: str, spec: SweepSpec) -> bool:
+    """True when the study exists and was made by the same space; raises UsageError if not.
+
+    Reads only: a missing SQLite file is not created here.
+    """
+    db_file = sqlite_path(storage_url)
+    if db_file is not None and not db_file.exists():
+        return False
+    storage = make_storage(storage_url)
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return False
+    stored = storage.get_study_user_attrs(study_id).get(SPACE_FINGERPRINT_ATTR)
+    if stored is not None and stored != space_fingerprint(spec):
+        raise UsageError(
+            f"--study {study_name!r}: the study in {storage_url} was created from a different search "
+            f"space, data set, model or training setting (fingerprint {stored}, now "
+            f"{space_fingerprint(spec)}). Trials of the two would not be comparable. Use a new "
+            f"--study name, or rerun with the settings it was created with."
+        )
+    return True
+
+
+def open_study(spec: SweepSpec, *, study_name: str, storage_url: str, context: dict[str, Any]) -> optuna.Study:
+    """Create the study, or load it to resume; its user attrs hold what export needs."""
+    study = optuna.create_study(
+        storage=make_storage(storage_url),
+        sampler=make_sampler(spec),
+        pruner=make_pruner(spec),
+        study_name=study_name,
+        direction="minimize",
+        load_if_exists=True,
+    )
+    if SPACE_FINGERPRINT_ATTR not in study.user_attrs:
+        study.set_user_attr(SPACE_FINGERPRINT_ATTR, space_fingerprint(spec))
+        study.set_user_attr(CONTEXT_ATTR, context)
+    study.set_user_attr(BUDGET_ATTR, spec.budget.trials)
+    return study
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that count toward the budget: COMPLETE and PRUNED (FAILED ones are retried)."""
+    return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))

@@ -1,0 +1,151 @@
+"""Our MLflow adapter: one parent run per study, one nested run per trial, batched writes.
+
+Every write goes through :class:`RunBuffer`, which sends metrics with ``log_batch`` in chunks, so a
+trial costs a handful of requests whatever its number of epochs and folds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+from sweep.locations import artifact_root_for
+
+# MLflow 3 opens experiments in its GenAI view unless told this is model training.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+MAX_PARAMS_TAGS_PER_BATCH = 100
+FLUSH_EVERY_SECONDS = 15.0  # long trials still show progress in the UI
+
+
+class RunBuffer:
+    """Collects a run's metrics, params and tags and sends them in few ``log_batch`` calls."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+        self.metrics: list[Metric] = []
+        self.params: list[Param] = []
+        self.tags: list[RunTag] = []
+        self.last_flush = time.monotonic()
+
+    def metric(self, key: str, value: float, step: int = 0) -> None:
+        self.metrics.append(Metric(key, float(value), int(time.time() * 1000), step))
+
+    def metric_dict(self, values: Mapping[str, float], step: int = 0) -> None:
+        for key, value in values.items():
+            self.metric(key, value, step)
+
+    def param_dict(self, values: Mapping[str, Any]) -> None:
+        self.params.extend(Param(key, str(value)) for key, value in values.items())
+
+    def tag_dict(self, values: Mapping[str, Any]) -> None:
+        self.tags.extend(RunTag(key, str(value)) for key, value in values.items())
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self.last_flush >= FLUSH_EVERY_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        for chunk in _chunks(self.params, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=chunk)
+        for chunk in _chunks(self.tags, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=chunk)
+        for chunk in _chunks(self.metrics, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=chunk)
+        self.metrics, self.params, self.tags = [], [], []
+        self.last_flush = time.monotonic()
+
+
+class Tracker:
+    """The study's experiment and parent run in MLflow, and the factory of its trial runs.
+
+    Example:
+        >>> tracker = Tracker("sqlite:///mlruns/mlflow.db", "default")
+        >>> parent_id = tracker.open_parent(existing_run_id=None, tags={"study": "default"})
+    """
+
+    def __init__(self, tracking_uri: str, experiment_name: str) -> None:
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.experiment_id = self._experiment(experiment_name, artifact_root_for(tracking_uri))
+        self.parent_run_id: str | None = None
+
+    def _experiment(self, name: str, artifact_root: str | None) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            location = f"{artifact_root}/{name}" if artifact_root else None
+            experiment_id = self.client.create_experiment(name, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+        self.client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND_TAG)
+        return experiment_id
+
+    def open_parent(self, *, existing_run_id: str | None, tags: Mapping[str, Any]) -> str:
+        """Reuse the study's parent run when it still exists (a resume); else create it."""
+        if existing_run_id is not None and self._run_exists(existing_run_id):
+            self.client.update_run(existing_run_id, status="RUNNING")
+            self.parent_run_id = existing_run_id
+        else:
+            run = self.client.create_run(
+                self.experiment_id, run_name=tags.get("study"), tags={k: str(v) for k, v in tags.items()}
+            )
+            self.parent_run_id = run.info.run_id
+        return self.parent_run_id
+
+    def start_trial(self, trial_number: int, params: Mapping[str, Any], tags: Mapping[str, Any]) -> RunBuffer:
+        """A RUNNING nested run for one trial; its params are written at once."""
+        assert self.parent_run_id is not None, "open_parent() comes before start_trial()"
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{trial_number:04d}",
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                "optuna.trial_number": str(trial_number),
+                **{k: str(v) for k, v in tags.items()},
+            },
+        )
+        buffer = RunBuffer(self.client, run.info.run_id)
+        buffer.param_dict(params)
+        buffer.flush()
+        return buffer
+
+    def finish_run(self, buffer: RunBuffer, status: str) -> None:
+        """Flush what is buffered, then mark the run FINISHED, KILLED or FAILED."""
+        buffer.flush()
+        self.client.set_terminated(buffer.run_id, status=status)
+
+    def parent_buffer(self) -> RunBuffer:
+        assert self.parent_run_id is not None
+        return RunBuffer(self.client, self.parent_run_id)
+
+    def log_parent_artifacts(self, *, dicts: Mapping[str, dict], figures: Mapping[str, Any]) -> None:
+        assert self.parent_run_id is not None
+        for artifact_file, payload in dicts.items():
+            self.client.log_dict(self.parent_run_id, payload, artifact_file)
+        for artifact_file, figure in figures.items():
+            self.client.log_figure(self.parent_run_id, figure, artifact_file)
+
+    def end_parent(self, status: str) -> None:
+        assert self.parent_run_id is not None
+        self.client.set_terminated(self.parent_run_id, status=status)
+
+    def _run_exists(self, run_id: str) -> bool:
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - MLflow raises its own error types for a missing run
+            return False
+        return run.info.lifecycle_stage == "active"
+
+
+def status_name(status: int) -> str:
+    return RunStatus.to_string(status)
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,73 @@
+"""Turn a search space into Optuna suggestions, and suggestions into a trainer's config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from search_spaces.spec import FloatChoices, FloatParam, FloatRange, SearchSpec, SweepSpec
+from trainers import MLPConfig, OptimizerConfig, TrainConfig
+
+# Optimizers whose update uses a momentum coefficient.
+USES_MOMENTUM = ("momentum", "rmsprop")
+
+
+def suggest_params(trial: optuna.Trial, search: SearchSpec) -> dict[str, Any]:
+    """Ask the trial for one point of the search space.
+
+    ``momentum`` is asked for only when the chosen optimizer uses it, so the sampler does not
+    waste its model on a parameter that does nothing.
+    """
+    params: dict[str, Any] = {
+        "batch_size": trial.suggest_categorical("batch_size", list(search.batch_size)),
+        "optimizer": trial.suggest_categorical("optimizer", list(search.optimizer)),
+        "lr": _suggest_float(trial, "lr", search.lr),
+    }
+    if search.weight_decay is not None:
+        params["weight_decay"] = _suggest_float(trial, "weight_decay", search.weight_decay)
+    if search.momentum is not None and params["optimizer"] in USES_MOMENTUM:
+        params["momentum"] = _suggest_float(trial, "momentum", search.momentum)
+    return params
+
+
+def grid_search_space(search: SearchSpec) -> dict[str, list[Any]]:
+    """The grid sampler's table of values; every float parameter is a list by validation."""
+    grid: dict[str, list[Any]] = {
+        "batch_size": list(search.batch_size),
+        "optimizer": list(search.optimizer),
+    }
+    for name in ("lr", "weight_decay", "momentum"):
+        param = getattr(search, name)
+        if param is not None:
+            assert isinstance(param, FloatChoices), f"grid needs listed values for {name}"
+            grid[name] = list(param.values)
+    return grid
+
+
+def train_config(params: dict[str, Any], spec: SweepSpec) -> TrainConfig:
+    """The trainer's plain config for one trial's parameters."""
+    batch_size = params["batch_size"]
+    return TrainConfig(
+        batch_size=None if batch_size == "full" else int(batch_size),
+        epochs=spec.training.epochs,
+        optimizer=OptimizerConfig(
+            name=params["optimizer"],
+            lr=float(params["lr"]),
+            weight_decay=params.get("weight_decay"),
+            momentum=params.get("momentum"),
+        ),
+        model=MLPConfig(
+            hidden=spec.model.hidden, activation=spec.model.activation, dropout=spec.model.dropout
+        ),
+        schedule=spec.training.schedule,
+        step_size=spec.training.step_size,
+        gamma=spec.training.gamma,
+        seed=spec.cv.seed,
+    )
+
+
+def _suggest_float(trial: optuna.Trial, name: str, param: FloatParam) -> float:
+    if isinstance(param, FloatRange):
+        return trial.suggest_float(name, param.low, param.high, log=param.log)
+    return float(trial.suggest_categorical(name, list(param.values)))
