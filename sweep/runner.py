@@ -67,9 +67,13 @@ def _validate(options: RunOptions) -> dict[str, Any]:
             seed=spec.dataset.seed,
         )
         folds = make_folds(dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed)
-        device = resolve_device(spec.training.device)
-    except (DataError, DeviceError) as err:
+    except DataError as err:
         raise UsageError(f"{spec.path}: {err}") from err
+    try:
+        device = resolve_device(spec.training.device)
+    except DeviceError as err:
+        flag = options.overrides.get("training.device", (f"{spec.path}: training.device",))[0]
+        raise UsageError(f"{flag}: {err}") from err
     storage_url = resolve_storage(options.storage)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     _check_storage_url(storage_url)

@@ -1,0 +1,66 @@
+# batchsweep: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The torch requirement pip installs first. Plain `torch` gives the CUDA build on Linux GPU boxes;
+# CI and CPU-only machines may pass TORCH_SPEC=torch==2.13.0 (a CPU wheel) to install faster.
+TORCH_SPEC ?= torch>=2.4
+STAMP := $(VENV)/.installed
+
+SPACE ?= default
+STUDY ?=
+TRIALS ?=
+EPOCHS ?=
+FOLDS ?=
+DATASET ?=
+DEVICE ?=
+ARGS ?=
+UI_PORT ?= 5000
+
+SWEEP_FLAGS = --space $(SPACE) $(if $(STUDY),--study $(STUDY)) $(if $(TRIALS),--trials $(TRIALS)) \
+	$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FOLDS),--folds $(FOLDS)) \
+	$(if $(DATASET),--dataset $(DATASET)) $(if $(DEVICE),--device $(DEVICE)) $(ARGS)
+
+.PHONY: help install sweep ui best test lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@echo "  variables: SPACE STUDY TRIALS EPOCHS FOLDS DATASET DEVICE ARGS (sweep); TORCH_SPEC (install)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv in the repo and install batchsweep with its dev tools
+
+sweep: $(STAMP) ## run (or resume) a sweep: SPACE=default TRIALS= EPOCHS= FOLDS= DATASET= DEVICE= ARGS=
+	$(BIN)/sweep run $(SWEEP_FLAGS)
+
+ui: $(STAMP) ## start the MLflow UI on 127.0.0.1 over mlruns/ and print the newest study's URL
+	@mkdir -p mlruns
+	@$(BIN)/sweep ui-url --base http://127.0.0.1:$(UI_PORT)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+best: $(STAMP) ## print the best config of STUDY (default: the space's name) as JSON
+	$(BIN)/sweep best --study $(or $(STUDY),$(SPACE)) $(ARGS)
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean: ## remove the local stores under mlruns/ (asks first) and caches; keeps .venv
+	@if [ -n "$$(ls -A mlruns 2>/dev/null | grep -v '^.gitkeep$$')" ]; then \
+		read -r -p "Delete every study and run under mlruns/? [y/N] " answer; \
+		[ "$$answer" = y ] && find mlruns -mindepth 1 ! -name .gitkeep -delete && echo "mlruns/ emptied"; \
+	fi; true
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
