@@ -45,9 +45,11 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     name = spec.sampler.name
     if name == "tpe":
         # group=True: momentum is only asked for the optimizers that use it.
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=True, constant_liar=True, warn_independent_sampling=False
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True, warn_independent_sampling=False
+            )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
