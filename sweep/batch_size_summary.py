@@ -55,7 +55,12 @@ def as_metrics(rows: list[BatchSizeRow]) -> dict[str, float]:
         prefix = f"batch_size_{row.batch_size}"
         metrics[f"{prefix}/completed_trials"] = row.completed
         metrics[f"{prefix}/pruned_trials"] = row.pruned
-        for name in ("best_cv_val_loss", "best_cv_val_loss_std", "best_metric", "median_epoch_seconds"):
+        for name in (
+            "best_cv_val_loss",
+            "best_cv_val_loss_std",
+            "best_metric",
+            "median_epoch_seconds",
+        ):
             value = getattr(row, name)
             if np.isfinite(value):
                 metrics[f"{prefix}/{name}"] = value

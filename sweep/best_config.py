@@ -20,7 +20,13 @@ from typing import Any
 
 SCHEMA = "batchsweep.best_config/1"
 ARTIFACT_FILE = "best_config.json"
-_TORCH_CLASSES = {"sgd": "SGD", "momentum": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+_TORCH_CLASSES = {
+    "sgd": "SGD",
+    "momentum": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "rmsprop": "RMSprop",
+}
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,9 @@ def read_config_file(path: Path) -> BestConfig:
     return BestConfig.from_dict(data, source=str(path))
 
 
-def load_best_config(source: str | os.PathLike, *, storage: str | None = None, tracking_uri: str | None = None) -> BestConfig:
+def load_best_config(
+    source: str | os.PathLike, *, storage: str | None = None, tracking_uri: str | None = None
+) -> BestConfig:
     """Load a sweep's best config from a file, an MLflow ``runs:/`` URI, or a study name.
 
     Args:
@@ -183,7 +191,9 @@ def _from_mlflow(uri: str, tracking_uri: str | None) -> BestConfig:
 
     from sweep.locations import resolve_tracking_uri
 
-    artifact_uri = uri if uri.endswith((".json", ".yaml", ".yml")) else f"{uri.rstrip('/')}/{ARTIFACT_FILE}"
+    artifact_uri = (
+        uri if uri.endswith((".json", ".yaml", ".yml")) else f"{uri.rstrip('/')}/{ARTIFACT_FILE}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=resolve_tracking_uri(tracking_uri)

@@ -29,8 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="create or resume a study and run its trials")
-    run.add_argument("--space", default="default", help="bundled space name or YAML path (default: default)")
-    run.add_argument("--study", help="study name (default: the space's name); an existing study resumes")
+    run.add_argument(
+        "--space", default="default", help="bundled space name or YAML path (default: default)"
+    )
+    run.add_argument(
+        "--study", help="study name (default: the space's name); an existing study resumes"
+    )
     run.add_argument("--trials", type=int, help="finished trials the study should hold")
     run.add_argument("--epochs", type=int, help="epochs per fold")
     run.add_argument("--folds", type=int, help="k of k-fold cross-validation")
@@ -38,16 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", help="target column of a CSV data set")
     run.add_argument("--device", help="auto, cpu, cuda or mps")
     run.add_argument("--seed", type=int, help="seed of the CV split, initial weights and shuffles")
-    run.add_argument("--storage", help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    run.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
+    )
+    run.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
 
     best = commands.add_parser("best", help="print or write a study's best config")
     best.add_argument("--study", required=True, help="study name")
     best.add_argument("--format", choices=("json", "yaml"), default="json")
     best.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
-    best.add_argument("--storage", help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)")
+    best.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
+    )
 
-    ui_url = commands.add_parser("ui-url", help="print the MLflow UI address of the newest study's runs")
+    ui_url = commands.add_parser(
+        "ui-url", help="print the MLflow UI address of the newest study's runs"
+    )
     ui_url.add_argument("--base", default="http://127.0.0.1:5000", help="where the UI listens")
     ui_url.add_argument("--tracking-uri", help="MLflow tracking URI")
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import optuna
@@ -15,15 +16,15 @@ class TrialProgress:
     """A tqdm bar over the study's budget, updated by an Optuna callback after each trial."""
 
     def __init__(self, *, total: int, done: int, study_name: str) -> None:
-        self.bar = tqdm(total=total, initial=done, desc=f"study {study_name}", unit="trial", file=sys.stderr)
+        self.bar = tqdm(
+            total=total, initial=done, desc=f"study {study_name}", unit="trial", file=sys.stderr
+        )
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             self.bar.update(1)
-        try:
+        with contextlib.suppress(ValueError):  # no completed trial yet
             self.bar.set_postfix(best=f"{study.best_value:.4g}", refresh=False)
-        except ValueError:  # no completed trial yet
-            pass
 
     def close(self) -> None:
         self.bar.close()
@@ -32,8 +33,12 @@ class TrialProgress:
 def trials_table(trials: list[FrozenTrial], *, limit: int = 8) -> str:
     """The best trials first, then a count of the rest."""
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    complete = sorted((t for t in finished if t.state == TrialState.COMPLETE), key=lambda t: t.value)
-    lines = [f"{'trial':>5}  {'batch':>6}  {'optimizer':<9}  {'lr':>9}  {'cv val loss':>17}  {'metric':>15}"]
+    complete = sorted(
+        (t for t in finished if t.state == TrialState.COMPLETE), key=lambda t: t.value
+    )
+    lines = [
+        f"{'trial':>5}  {'batch':>6}  {'optimizer':<9}  {'lr':>9}  {'cv val loss':>17}  {'metric':>15}"
+    ]
     for trial in complete[:limit]:
         metric = trial.user_attrs.get("metric_name", "r2")
         lines.append(
@@ -42,12 +47,16 @@ def trials_table(trials: list[FrozenTrial], *, limit: int = 8) -> str:
             f"{metric} {trial.user_attrs[f'cv_{metric}']:>7.3f}"
         )
     pruned = len(finished) - len(complete)
-    lines.append(f"{len(complete)} complete, {pruned} pruned (by the pruner or with a recorded reason)")
+    lines.append(
+        f"{len(complete)} complete, {pruned} pruned (by the pruner or with a recorded reason)"
+    )
     return "\n".join(lines)
 
 
 def batch_size_table(rows: list[BatchSizeRow]) -> str:
-    lines = [f"{'batch':>6}  {'done':>4}  {'pruned':>6}  {'best cv val loss':>18}  {'metric':>7}  {'s/epoch':>8}"]
+    lines = [
+        f"{'batch':>6}  {'done':>4}  {'pruned':>6}  {'best cv val loss':>18}  {'metric':>7}  {'s/epoch':>8}"
+    ]
     for row in rows:
         lines.append(
             f"{row.batch_size:>6}  {row.completed:>4}  {row.pruned:>6}  "

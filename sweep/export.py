@@ -21,7 +21,9 @@ def best_config_from_study(study_name: str, *, storage: str | None = None) -> Be
     url = resolve_storage(storage)
     db_file = sqlite_path(url)
     if db_file is not None and not db_file.exists():
-        raise UsageError(f"--study {study_name!r}: no study storage at {url}. Run `make sweep` first.")
+        raise UsageError(
+            f"--study {study_name!r}: no study storage at {url}. Run `make sweep` first."
+        )
     try:
         study = optuna.load_study(study_name=study_name, storage=url)
     except KeyError as err:
@@ -30,7 +32,9 @@ def best_config_from_study(study_name: str, *, storage: str | None = None) -> Be
             f"--study {study_name!r} does not exist in {url}. Studies there: {', '.join(names) or 'none'}."
         ) from err
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        raise UsageError(f"--study {study_name!r} has no completed trial yet; run or resume it first.")
+        raise UsageError(
+            f"--study {study_name!r} has no completed trial yet; run or resume it first."
+        )
     return best_config_from_trial(study, study.best_trial)
 
 

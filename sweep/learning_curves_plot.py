@@ -30,8 +30,12 @@ def learning_curves_figure(trials: list[FrozenTrial]) -> Figure:
         label = f"batch {batch_size} ({trial.params['optimizer']}, lr={trial.params['lr']:.2g})"
         train_curve = trial.user_attrs.get("train_loss_curve", [])
         val_curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
-        train_axis.plot(range(1, len(train_curve) + 1), train_curve, marker="o", markersize=3, label=label)
-        val_axis.plot(range(1, len(val_curve) + 1), val_curve, marker="s", markersize=3, label=label)
+        train_axis.plot(
+            range(1, len(train_curve) + 1), train_curve, marker="o", markersize=3, label=label
+        )
+        val_axis.plot(
+            range(1, len(val_curve) + 1), val_curve, marker="s", markersize=3, label=label
+        )
     train_axis.set_title("Training loss (mean of batch losses, CV mean)")
     val_axis.set_title("Validation loss (CV mean)")
     for axis in (train_axis, val_axis):

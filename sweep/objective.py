@@ -90,7 +90,9 @@ class _CurveRecorder:
             },
             step,
         )
-        for fold, (train, val, metric) in enumerate(zip(report.train_loss, report.val_loss, report.val_metric)):
+        for fold, (train, val, metric) in enumerate(
+            zip(report.train_loss, report.val_loss, report.val_metric)
+        ):
             self.run.metric_dict(
                 {
                     f"fold_{fold}/train_loss": train,
@@ -102,7 +104,9 @@ class _CurveRecorder:
         self.run.flush_if_due()
         self.trial.report(cv_val_loss, step)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {step}: cv val_loss {cv_val_loss:.4g} behind other trials")
+            raise optuna.TrialPruned(
+                f"pruned at epoch {step}: cv val_loss {cv_val_loss:.4g} behind other trials"
+            )
 
     def store(self, trial: optuna.Trial) -> None:
         """Curves the report and the plots need later, beside Optuna's intermediate values."""

@@ -66,7 +66,9 @@ def _validate(options: RunOptions) -> dict[str, Any]:
             noise=spec.dataset.noise,
             seed=spec.dataset.seed,
         )
-        folds = make_folds(dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed)
+        folds = make_folds(
+            dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed
+        )
     except DataError as err:
         raise UsageError(f"{spec.path}: {err}") from err
     try:

@@ -36,7 +36,9 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             engine_kwargs={"connect_args": {"timeout": 30}} if db_file is not None else None,
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=3 * HEARTBEAT_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=2
+            ),
         )
 
 
@@ -48,7 +50,11 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, group=True, constant_liar=True, warn_independent_sampling=False
+                seed=seed,
+                multivariate=True,
+                group=True,
+                constant_liar=True,
+                warn_independent_sampling=False,
             )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -106,7 +112,9 @@ def check_resumable(storage_url: str, study_name: str, spec: SweepSpec) -> bool:
     return True
 
 
-def open_study(spec: SweepSpec, *, study_name: str, storage_url: str, context: dict[str, Any]) -> optuna.Study:
+def open_study(
+    spec: SweepSpec, *, study_name: str, storage_url: str, context: dict[str, Any]
+) -> optuna.Study:
     """Create the study, or load it to resume; its user attrs hold what export needs."""
     study = optuna.create_study(
         storage=make_storage(storage_url),

@@ -40,7 +40,9 @@ def run_validated(
 ) -> SweepOutcome:
     data = prepare_folds(dataset, folds, device=device)
     tracker = Tracker(tracking_uri, study_name)
-    study = open_study(spec, study_name=study_name, storage_url=storage_url, context=_context(spec, dataset))
+    study = open_study(
+        spec, study_name=study_name, storage_url=storage_url, context=_context(spec, dataset)
+    )
     parent_run_id = tracker.open_parent(
         existing_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
         tags={"study": study_name, "space": spec.path, "storage": storage_url},
@@ -71,7 +73,9 @@ def run_validated(
     except KeyboardInterrupt:
         status = "KILLED"
         progress.close()
-        _say(f"\nInterrupted. Finished trials are saved; rerun the same command to resume study {study_name!r}.")
+        _say(
+            f"\nInterrupted. Finished trials are saved; rerun the same command to resume study {study_name!r}."
+        )
         raise
     finally:
         progress.close()
@@ -150,7 +154,11 @@ def _finish_parent(tracker: Tracker, study: optuna.Study, status: str) -> None:
         best = best_config_from_trial(study, best_trial)
         if counted_trials(study) >= study.user_attrs.get(BUDGET_ATTR, 0):
             buffer.param_dict(
-                {"best_batch_size": best.batch_size, "best_lr": best.lr, "best_optimizer": best.optimizer}
+                {
+                    "best_batch_size": best.batch_size,
+                    "best_lr": best.lr,
+                    "best_optimizer": best.optimizer,
+                }
             )
         buffer.tag_dict(
             {
@@ -159,7 +167,9 @@ def _finish_parent(tracker: Tracker, study: optuna.Study, status: str) -> None:
                 "best_trial_run_id": best_trial.user_attrs.get("mlflow_run_id", ""),
             }
         )
-        buffer.metric_dict({"best_cv_val_loss": best_trial.value, "best_trial_number": best_trial.number})
+        buffer.metric_dict(
+            {"best_cv_val_loss": best_trial.value, "best_trial_number": best_trial.number}
+        )
         dicts[ARTIFACT_FILE] = best.to_dict()
     _drop_params_already_logged(buffer)
     buffer.flush()
@@ -175,7 +185,9 @@ def _drop_params_already_logged(buffer: RunBuffer) -> None:
     """MLflow params are write-once. A study whose budget is raised later may find a new best:
     its params keep the first value, while the tag and best_config.json follow the current best."""
     existing = buffer.client.get_run(buffer.run_id).data.params
-    buffer.params = [p for p in buffer.params if p.key not in existing or existing[p.key] == p.value]
+    buffer.params = [
+        p for p in buffer.params if p.key not in existing or existing[p.key] == p.value
+    ]
 
 
 def _say(message: str) -> None:

@@ -92,12 +92,16 @@ class Tracker:
             self.parent_run_id = existing_run_id
         else:
             run = self.client.create_run(
-                self.experiment_id, run_name=tags.get("study"), tags={k: str(v) for k, v in tags.items()}
+                self.experiment_id,
+                run_name=tags.get("study"),
+                tags={k: str(v) for k, v in tags.items()},
             )
             self.parent_run_id = run.info.run_id
         return self.parent_run_id
 
-    def start_trial(self, trial_number: int, params: Mapping[str, Any], tags: Mapping[str, Any]) -> RunBuffer:
+    def start_trial(
+        self, trial_number: int, params: Mapping[str, Any], tags: Mapping[str, Any]
+    ) -> RunBuffer:
         """A RUNNING nested run for one trial; its params are written at once."""
         assert self.parent_run_id is not None, "open_parent() comes before start_trial()"
         run = self.client.create_run(
@@ -123,7 +127,9 @@ class Tracker:
         assert self.parent_run_id is not None
         return RunBuffer(self.client, self.parent_run_id)
 
-    def log_parent_artifacts(self, *, dicts: Mapping[str, dict], figures: Mapping[str, Any]) -> None:
+    def log_parent_artifacts(
+        self, *, dicts: Mapping[str, dict], figures: Mapping[str, Any]
+    ) -> None:
         assert self.parent_run_id is not None
         for artifact_file, payload in dicts.items():
             self.client.log_dict(self.parent_run_id, payload, artifact_file)

@@ -38,8 +38,15 @@ budget: {{trials: {trials}}}
 """
 
 
-def tiny_space(folder: Path, *, name: str = "tiny", epochs: int = 3, trials: int = 3,
-               lr: str = "{low: 0.001, high: 0.1}", optimizers: str = "sgd, adam") -> Path:
+def tiny_space(
+    folder: Path,
+    *,
+    name: str = "tiny",
+    epochs: int = 3,
+    trials: int = 3,
+    lr: str = "{low: 0.001, high: 0.1}",
+    optimizers: str = "sgd, adam",
+) -> Path:
     """A search space small enough for an end-to-end test in about a second."""
     text = TINY_SPACE.format(name=name, epochs=epochs, trials=trials, lr=lr, optimizers=optimizers)
     return write_space(folder, name, text)

@@ -4,7 +4,7 @@ This package depends on torch, numpy and scikit-learn only. It never imports opt
 ``sweep``; progress leaves it through the ``on_epoch`` callback of :func:`train_folds`.
 """
 
-from trainers.data import NAMED_DATASETS, Dataset, DataError, load_dataset
+from trainers.data import NAMED_DATASETS, DataError, Dataset, load_dataset
 from trainers.device import DeviceError, resolve_device
 from trainers.engine import (
     CVResult,

@@ -35,12 +35,21 @@ GOOD_ROWS = "".join(f"{i},{i * 2},{i % 3}\n" for i in range(30))
         (["--space", "quick", "--trials", "0"], ["--trials", "budget.trials", "0"]),
         (["--space", "quick", "--folds", "1"], ["--folds", "cv.folds", "1"]),
         (["--space", "quick", "--epochs", "-3"], ["--epochs", "training.epochs", "-3"]),
-        (["--space", "quick", "--dataset", "missing.csv", "--target", "y"], ["--dataset", "missing.csv"]),
+        (
+            ["--space", "quick", "--dataset", "missing.csv", "--target", "y"],
+            ["--dataset", "missing.csv"],
+        ),
         (["--space", "quick", "--device", "tpu"], ["--device", "tpu"]),
         (["--space", "quick", "--storage", "not a url"], ["--storage", "not a url"]),
         (["--space", "quick", "--storage", "redis://localhost"], ["--storage", "redis"]),
-        (["--space", "quick", "--tracking-uri", "file:./mlruns"], ["--tracking-uri", "file:./mlruns", "sqlite"]),
-        (["--space", "quick", "--tracking-uri", "http://127.0.0.1:9"], ["unreachable", "http://127.0.0.1:9"]),
+        (
+            ["--space", "quick", "--tracking-uri", "file:./mlruns"],
+            ["--tracking-uri", "file:./mlruns", "sqlite"],
+        ),
+        (
+            ["--space", "quick", "--tracking-uri", "http://127.0.0.1:9"],
+            ["unreachable", "http://127.0.0.1:9"],
+        ),
     ],
 )
 def test_bad_flag_exits_2_and_creates_nothing(workdir: Path, capsys, argv, expected) -> None:
@@ -67,11 +76,17 @@ def test_cuda_requested_without_gpu_exits_2(workdir: Path, capsys) -> None:
         ("a,b,y\n" + GOOD_ROWS + "nan,1,1\n", "y", ["'a'", "nan"]),  # NaN
         ("a,b,y\n" + GOOD_ROWS + "inf,1,1\n", "y", ["'a'", "inf"]),  # inf
         ("a,b,y\n1,2,3\n2,3,4\n", "y", ["n_folds=3", "n_samples=2"]),  # too few rows for k folds
-        ("a,b,y\n" + GOOD_ROWS + "1,1,7\n", "y", ["7", "n_folds=3"]),  # a class smaller than the folds
+        (
+            "a,b,y\n" + GOOD_ROWS + "1,1,7\n",
+            "y",
+            ["7", "n_folds=3"],
+        ),  # a class smaller than the folds
     ],
     ids=["missing-target", "non-numeric", "nan", "inf", "too-few-rows", "small-class"],
 )
-def test_bad_csv_exits_2_and_names_file_and_column(workdir: Path, capsys, csv_text, target, expected) -> None:
+def test_bad_csv_exits_2_and_names_file_and_column(
+    workdir: Path, capsys, csv_text, target, expected
+) -> None:
     path = _csv(workdir, "data.csv", csv_text)
     code, err = _run(capsys, "--space", "quick", "--dataset", path, "--target", target)
     assert code == 2
@@ -83,7 +98,9 @@ def test_bad_csv_exits_2_and_names_file_and_column(workdir: Path, capsys, csv_te
 
 def test_bad_yaml_key_names_file_key_and_value(workdir: Path, capsys) -> None:
     space = write_space(
-        workdir, "typo", tiny_space(workdir).read_text().replace("pruner: none", "pruner: sometimes")
+        workdir,
+        "typo",
+        tiny_space(workdir).read_text().replace("pruner: none", "pruner: sometimes"),
     )
     code, err = _run(capsys, "--space", str(space))
     assert code == 2

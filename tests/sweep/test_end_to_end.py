@@ -54,7 +54,9 @@ def test_sweep_writes_study_parent_run_and_nested_trial_runs(workdir: Path) -> N
         assert child.data.params["batch_size"] == str(trial.params["batch_size"])
         history = client.get_metric_history(child.info.run_id, "val_loss")
         assert [m.step for m in history] == [1, 2, 3, 4]
-        assert [m.value for m in history] == pytest.approx([trial.intermediate_values[s] for s in range(1, 5)])
+        assert [m.value for m in history] == pytest.approx(
+            [trial.intermediate_values[s] for s in range(1, 5)]
+        )
         for fold in range(3):
             assert len(client.get_metric_history(child.info.run_id, f"fold_{fold}/val_loss")) == 4
             assert f"fold_{fold}/score_accuracy" in child.data.metrics
@@ -65,8 +67,12 @@ def test_sweep_writes_study_parent_run_and_nested_trial_runs(workdir: Path) -> N
 def test_rerun_resumes_and_runs_only_the_remaining_trials(workdir: Path) -> None:
     space = tiny_space(workdir, trials=2, epochs=2)
     first = run_sweep(RunOptions(space=str(space), study="resumed"))
-    second = run_sweep(RunOptions(space=str(space), study="resumed", overrides={"budget.trials": ("--trials", 5)}))
-    third = run_sweep(RunOptions(space=str(space), study="resumed", overrides={"budget.trials": ("--trials", 5)}))
+    second = run_sweep(
+        RunOptions(space=str(space), study="resumed", overrides={"budget.trials": ("--trials", 5)})
+    )
+    third = run_sweep(
+        RunOptions(space=str(space), study="resumed", overrides={"budget.trials": ("--trials", 5)})
+    )
     assert (first.trials_run, second.trials_run, third.trials_run) == (2, 3, 0)
     assert first.parent_run_id == second.parent_run_id == third.parent_run_id
     study = optuna.load_study(study_name="resumed", storage=STORAGE)
@@ -76,7 +82,9 @@ def test_rerun_resumes_and_runs_only_the_remaining_trials(workdir: Path) -> None
 
 
 def test_diverging_trials_are_pruned_with_a_reason_not_failed(workdir: Path) -> None:
-    space = tiny_space(workdir, name="boom", trials=2, epochs=3, lr="{low: 1.0e+6, high: 1.0e+7}", optimizers="sgd")
+    space = tiny_space(
+        workdir, name="boom", trials=2, epochs=3, lr="{low: 1.0e+6, high: 1.0e+7}", optimizers="sgd"
+    )
     assert main(["run", "--space", str(space)]) == 0
     study = optuna.load_study(study_name="boom", storage=STORAGE)
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.PRUNED]

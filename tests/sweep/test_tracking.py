@@ -13,7 +13,10 @@ def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
     run = tracker.start_trial(0, {"batch_size": 8}, {})
     calls = []
     real_log_batch = run.client.log_batch
-    run.client.log_batch = lambda *a, **k: (calls.append(len(k.get("metrics", []))), real_log_batch(*a, **k))[1]
+    run.client.log_batch = lambda *a, **k: (
+        calls.append(len(k.get("metrics", []))),
+        real_log_batch(*a, **k),
+    )[1]
     n_values = 2 * MAX_METRICS_PER_BATCH + 5
     for step in range(n_values):
         run.metric("val_loss", step / 10, step)
@@ -25,7 +28,9 @@ def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
     assert tracker.client.get_run(run.run_id).info.status == "KILLED"
 
 
-def test_experiment_opens_in_the_training_view_and_artifacts_sit_under_mlruns(workdir: Path) -> None:
+def test_experiment_opens_in_the_training_view_and_artifacts_sit_under_mlruns(
+    workdir: Path,
+) -> None:
     tracker = Tracker("sqlite:///mlruns/mlflow.db", "kind")
     experiment = tracker.client.get_experiment(tracker.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainers import OptimizerConfig, TrainConfig, TrainingDiverged, load_dataset, make_folds, prepare_folds, train_folds
+from trainers import (
+    OptimizerConfig,
+    TrainConfig,
+    TrainingDiverged,
+    load_dataset,
+    make_folds,
+    prepare_folds,
+    train_folds,
+)
 
 
 def test_exploding_learning_rate_raises_training_diverged() -> None:

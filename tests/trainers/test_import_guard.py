@@ -29,5 +29,7 @@ def test_no_trainers_module_imports_a_service_package() -> None:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] in FORBIDDEN]
+            offenders += [
+                f"{path.name}: {name}" for name in names if name.split(".")[0] in FORBIDDEN
+            ]
     assert offenders == []
