@@ -11,15 +11,28 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 
 def best_trial_per_batch_size(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
-    """For each batch size, the COMPLETE trial with the lowest CV validation loss."""
+    """For each batch size, its best COMPLETE trial by CV validation loss.
+
+    A batch size whose trials were all pruned is shown by its pruned trial that got furthest
+    (then lowest last loss), so the plot still says how that size was doing when it stopped.
+    """
     best: dict[str, FrozenTrial] = {}
     for trial in trials:
-        if trial.state != TrialState.COMPLETE:
+        if (
+            trial.state not in (TrialState.COMPLETE, TrialState.PRUNED)
+            or not trial.intermediate_values
+        ):
             continue
         key = str(trial.params["batch_size"])
-        if key not in best or trial.value < best[key].value:
+        if key not in best or _rank(trial) < _rank(best[key]):
             best[key] = trial
     return dict(sorted(best.items(), key=lambda item: _batch_order(item[0])))
+
+
+def _rank(trial: FrozenTrial) -> tuple[int, int, float]:
+    last_step = max(trial.intermediate_values)
+    complete = trial.state == TrialState.COMPLETE
+    return (0 if complete else 1, -last_step, trial.intermediate_values[last_step])
 
 
 def learning_curves_figure(trials: list[FrozenTrial]) -> Figure:
@@ -27,15 +40,16 @@ def learning_curves_figure(trials: list[FrozenTrial]) -> Figure:
     figure, (train_axis, val_axis) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     best = best_trial_per_batch_size(trials)
     for batch_size, trial in best.items():
+        pruned = trial.state == TrialState.PRUNED
         label = f"batch {batch_size} ({trial.params['optimizer']}, lr={trial.params['lr']:.2g})"
+        label += " (pruned)" if pruned else ""
+        style = {"linestyle": "--" if pruned else "-", "markersize": 3}
         train_curve = trial.user_attrs.get("train_loss_curve", [])
         val_curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
         train_axis.plot(
-            range(1, len(train_curve) + 1), train_curve, marker="o", markersize=3, label=label
+            range(1, len(train_curve) + 1), train_curve, marker="o", label=label, **style
         )
-        val_axis.plot(
-            range(1, len(val_curve) + 1), val_curve, marker="s", markersize=3, label=label
-        )
+        val_axis.plot(range(1, len(val_curve) + 1), val_curve, marker="s", label=label, **style)
     train_axis.set_title("Training loss (mean of batch losses, CV mean)")
     val_axis.set_title("Validation loss (CV mean)")
     for axis in (train_axis, val_axis):

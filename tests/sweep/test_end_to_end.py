@@ -128,3 +128,19 @@ def test_best_of_unknown_study_exits_2(workdir: Path, capsys) -> None:
     assert main(["best", "--study", "nothing-here"]) == 2
     assert "nothing-here" in capsys.readouterr().err
     assert not (workdir / "mlruns").exists()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "cmaes", "grid"])
+def test_every_sampler_runs_a_study(workdir: Path, sampler: str) -> None:
+    space = tiny_space(workdir, name=sampler, trials=3, epochs=1, lr="[0.01, 0.1]")
+    text = space.read_text().replace("name: random", f"name: {sampler}")
+    space.write_text(text)
+    outcome = run_sweep(RunOptions(space=str(space)))
+    study = optuna.load_study(study_name=sampler, storage=STORAGE)
+    assert outcome.trials_run == 3
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    if sampler == "grid":
+        grid = {
+            (t.params["batch_size"], t.params["optimizer"], t.params["lr"]) for t in study.trials
+        }
+        assert len(grid) == 3  # no grid point twice
