@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="named data set (synthetic, diabetes, ...) or a CSV path")
     run.add_argument("--target", help="target column of a CSV data set")
     run.add_argument("--device", help="auto, cpu, cuda or mps")
-    run.add_argument("--seed", type=int, help="seed of the CV split, initial weights and shuffles")
+    run.add_argument("--seed", type=int, help="seed of the CV split, initial weights, shuffles and the sampler")
     run.add_argument(
         "--storage",
         help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
@@ -91,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
         for flag, key in OVERRIDE_FLAGS.items()
         if getattr(args, flag) is not None
     }
+    if args.seed is not None:  # one seed for the split, weights, shuffles and the sampler
+        overrides["sampler.seed"] = ("--seed", args.seed)
     run_sweep(
         RunOptions(
             space=args.space,

@@ -6,19 +6,12 @@ This package depends on torch, numpy and scikit-learn only. It never imports opt
 
 from trainers.data import NAMED_DATASETS, DataError, Dataset, load_dataset
 from trainers.device import DeviceError, resolve_device
-from trainers.engine import (
-    CVResult,
-    EpochReport,
-    FoldData,
-    TrainConfig,
-    TrainingDiverged,
-    epoch_orders,
-    prepare_folds,
-    train_folds,
-)
+from trainers.engine import StackOutcome, resolved_batch_size, stack_key, train_folds, train_stack
+from trainers.fold_data import FoldData, epoch_orders, prepare_folds
 from trainers.folds import Fold, FoldScaling, fit_fold_scaling, make_folds
 from trainers.stacked_mlp import MLPConfig, StackedMLP, build_mlp
 from trainers.stacked_optim import OPTIMIZER_NAMES, OptimizerConfig, StackedOptimizer
+from trainers.train_config import CVResult, EpochReport, TrainConfig, TrainingDiverged
 
 __all__ = [
     "NAMED_DATASETS",
@@ -34,6 +27,7 @@ __all__ = [
     "MLPConfig",
     "OptimizerConfig",
     "StackedMLP",
+    "StackOutcome",
     "StackedOptimizer",
     "TrainConfig",
     "TrainingDiverged",
@@ -44,5 +38,8 @@ __all__ = [
     "make_folds",
     "prepare_folds",
     "resolve_device",
+    "resolved_batch_size",
+    "stack_key",
     "train_folds",
+    "train_stack",
 ]

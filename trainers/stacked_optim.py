@@ -117,6 +117,17 @@ class StackedOptimizer:
         if self.name == "rmsprop":
             self.state["square_avg"] = torch.zeros_like(flat)
 
+    def keep_rows(self, rows: Tensor, flat: Tensor) -> None:
+        """Keep only ``rows`` (indices into this optimizer's rows), now living in ``flat``.
+
+        Used when some models of a stack stop early: the survivors go on, without the others.
+        """
+        self.flat = flat
+        self.base_lr = self.base_lr[rows]
+        self.weight_decay = self.weight_decay[rows]
+        self.momentum = self.momentum[rows]
+        self.state = {key: value[rows] for key, value in self.state.items()}
+
     @torch.no_grad()
     def step(self, grad: Tensor, *, lr_scale: float = 1.0, active: Tensor | None = None) -> None:
         """Apply one update.
