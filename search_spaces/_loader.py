@@ -758,6 +758,8 @@ class _Validator:
         spec: dict[str, Any] = {}
         if "trials" in m:
             spec["trials"] = self.integer("budget.trials", m["trials"], 1)
+        if "group_size" in m:
+            spec["group_size"] = self.integer("budget.group_size", m["group_size"], 1)
         if m.get("timeout_seconds") is not None:
             spec["timeout_seconds"] = self.number(
                 "budget.timeout_seconds", m["timeout_seconds"], _POSITIVE

@@ -18,6 +18,7 @@ OVERRIDE_FLAGS = {
     "target": "dataset.target",
     "device": "training.device",
     "seed": "cv.seed",
+    "group_size": "budget.group_size",
 }
 
 
@@ -41,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="named data set (synthetic, diabetes, ...) or a CSV path")
     run.add_argument("--target", help="target column of a CSV data set")
     run.add_argument("--device", help="auto, cpu, cuda or mps")
-    run.add_argument("--seed", type=int, help="seed of the CV split, initial weights, shuffles and the sampler")
+    run.add_argument(
+        "--group-size",
+        type=int,
+        help="trials asked at once; those sharing a batch size train stacked (default 8)",
+    )
+    run.add_argument(
+        "--seed", type=int, help="seed of the CV split, initial weights, shuffles and the sampler"
+    )
     run.add_argument(
         "--storage",
         help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
@@ -87,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     from sweep.runner import RunOptions, run_sweep
 
     overrides = {
-        key: (f"--{flag}", getattr(args, flag))
+        key: (f"--{flag.replace('_', '-')}", getattr(args, flag))
         for flag, key in OVERRIDE_FLAGS.items()
         if getattr(args, flag) is not None
     }

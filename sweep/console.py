@@ -13,16 +13,15 @@ from sweep.batch_size_summary import BatchSizeRow
 
 
 class TrialProgress:
-    """A tqdm bar over the study's budget, updated by an Optuna callback after each trial."""
+    """A tqdm bar over the study's budget, advanced as each trial ends."""
 
     def __init__(self, *, total: int, done: int, study_name: str) -> None:
         self.bar = tqdm(
             total=total, initial=done, desc=f"study {study_name}", unit="trial", file=sys.stderr
         )
 
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            self.bar.update(1)
+    def __call__(self, study: optuna.Study, session: object) -> None:
+        self.bar.update(1)
         with contextlib.suppress(ValueError):  # no completed trial yet
             self.bar.set_postfix(best=f"{study.best_value:.4g}", refresh=False)
 

@@ -54,18 +54,33 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
                 multivariate=True,
                 group=True,
                 constant_liar=True,
-                warn_independent_sampling=False,
             )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_search_space(spec.search), seed=seed)
+        return _AskTellGridSampler(grid_search_space(spec.search), seed=seed)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     if name == "cmaes":
         # CMA-ES handles the float parameters; batch size and optimizer are sampled at random.
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     raise AssertionError(f"sampler {name!r} passed validation but has no factory")
+
+
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler whose after_trial does not call ``study.stop()``, which only works inside
+    ``study.optimize``; our ask/tell loop caps the budget at the grid's size instead."""
+
+    def after_trial(self, study, trial, state, values) -> None:  # noqa: ANN001 - Optuna's signature
+        return None
+
+
+def grid_size(spec: SweepSpec) -> int:
+    """Number of points of the grid sampler's table."""
+    size = 1
+    for values in grid_search_space(spec.search).values():
+        size *= len(values)
+    return size
 
 
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:

@@ -20,10 +20,10 @@ from sweep.batch_size_summary import as_metrics, batch_size_rows
 from sweep.best_config import ARTIFACT_FILE
 from sweep.export import best_config_from_trial
 from sweep.learning_curves_plot import close, learning_curves_figure
-from sweep.objective import Objective
 from sweep.runner import SweepOutcome
 from sweep.study import BUDGET_ATTR, counted_trials, open_study
 from sweep.tracking import PARENT_RUN_ATTR, RunBuffer, Tracker
+from sweep.trial_loop import run_trials
 from trainers import Dataset, Fold, prepare_folds
 
 
@@ -64,12 +64,7 @@ def run_validated(
     status = "FINISHED"
     try:
         if remaining:
-            study.optimize(
-                Objective(spec, data, tracker),
-                n_trials=remaining,
-                timeout=spec.budget.timeout_seconds,
-                callbacks=[progress],
-            )
+            run_trials(study, spec, data, tracker, on_trial_end=progress)
     except KeyboardInterrupt:
         status = "KILLED"
         progress.close()

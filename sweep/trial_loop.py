@@ -1,0 +1,114 @@
+"""The ask/tell loop: ask the sampler for a group of trials, train those that share a batch size
+as one stack, tell the study how each ended, until the budget is met.
+
+With ``group_size`` 1 this is Optuna's sequential loop; larger groups lean on TPE's constant liar
+to spread the asked trials out while they run.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+
+import optuna
+import torch
+
+from search_spaces.spec import SweepSpec
+from sweep.study import HEARTBEAT_SECONDS, counted_trials, grid_size
+from sweep.tracking import Tracker
+from sweep.trial_session import TrialSession
+from trainers import FoldData, stack_key, train_stack
+
+
+def run_trials(
+    study: optuna.Study,
+    spec: SweepSpec,
+    data: FoldData,
+    tracker: Tracker,
+    *,
+    on_trial_end: Callable[[optuna.Study, TrialSession], None],
+) -> None:
+    """Run trials until the study holds ``spec.budget.trials`` COMPLETE + PRUNED ones."""
+    budget = spec.budget.trials
+    if spec.sampler.name == "grid":
+        budget = min(budget, grid_size(spec))  # a grid point is never run twice
+    deadline = (
+        None
+        if spec.budget.timeout_seconds is None
+        else time.monotonic() + spec.budget.timeout_seconds
+    )
+    metric_name = "accuracy" if data.task == "classification" else "r2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trials: FAILED, then retried
+    while True:
+        remaining = budget - counted_trials(study)
+        if remaining <= 0 or (deadline is not None and time.monotonic() >= deadline):
+            return
+        sessions: list[TrialSession] = []
+        try:
+            with warnings.catch_warnings():
+                # Optuna beats heartbeats only inside study.optimize; _Heartbeat does it here.
+                warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+                for _ in range(min(spec.budget.group_size, remaining)):
+                    sessions.append(TrialSession(study, spec, tracker, metric_name=metric_name))
+            heartbeat = _Heartbeat(study, sessions)
+            for stack in _stacks(sessions, data):
+                _train(stack, data, heartbeat)
+                for session in stack:
+                    on_trial_end(study, session)
+        except BaseException as err:
+            for session in sessions:
+                session.fail(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+            raise
+
+
+def _stacks(sessions: list[TrialSession], data: FoldData) -> list[list[TrialSession]]:
+    """Sessions grouped by what lets them share batches, smallest batch size first."""
+    groups: dict[tuple, list[TrialSession]] = {}
+    for session in sessions:
+        groups.setdefault(stack_key(session.config, data), []).append(session)
+    return [groups[key] for key in sorted(groups, key=lambda key: key[0])]
+
+
+class _Heartbeat:
+    """Records the heartbeat of every asked trial of a group, including those still waiting for
+    their stack, so no other worker takes them for dead."""
+
+    def __init__(self, study: optuna.Study, sessions: list[TrialSession]) -> None:
+        self.storage = study._storage  # noqa: SLF001 - Optuna exposes heartbeats only here
+        self.enabled = (
+            hasattr(self.storage, "record_heartbeat")
+            and self.storage.get_heartbeat_interval() is not None
+        )
+        self.sessions, self.last = sessions, 0.0
+        self.beat()
+
+    def beat(self) -> None:
+        if not self.enabled or time.monotonic() - self.last < HEARTBEAT_SECONDS / 3:
+            return
+        for session in self.sessions:
+            if not session.done:
+                self.storage.record_heartbeat(session.trial._trial_id)  # noqa: SLF001
+        self.last = time.monotonic()
+
+
+def _train(stack: list[TrialSession], data: FoldData, heartbeat: _Heartbeat) -> None:
+    def on_epoch(index: int, report) -> bool:  # noqa: ANN001 - trainers.EpochReport
+        heartbeat.beat()
+        return stack[index].on_epoch(report)
+
+    try:
+        outcomes = train_stack(data, [session.config for session in stack], on_epoch=on_epoch)
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        size = stack[0].params["batch_size"]
+        for session in stack:
+            session.prune(
+                f"oom: out of device memory at batch_size={size} in a stack of {len(stack)}"
+            )
+        return
+    for session, outcome in zip(stack, outcomes):
+        session.finish(outcome)

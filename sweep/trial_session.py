@@ -1,0 +1,143 @@
+"""Where the rooms meet: one Optuna trial, from ask to tell, with its MLflow run.
+
+A session turns the trial into a trainer config, takes the engine's per-epoch reports (buffering
+curves for MLflow, reporting to Optuna, asking the pruner), and tells the study how the trial
+ended. Diverged (NaN/inf) and out-of-memory trials are PRUNED with their reason recorded, never
+FAILED: TPE learns from pruned trials but ignores failed ones.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search_spaces.spec import SweepSpec
+from sweep.tracking import RunBuffer, Tracker
+from sweep.trial_params import suggest_params, train_config
+from trainers import CVResult, EpochReport, StackOutcome, TrainConfig
+
+PRUNE_REASON_ATTR = "prune_reason"
+
+
+class TrialSession:
+    """One asked trial: its params, its config, its MLflow run and its curves."""
+
+    def __init__(
+        self, study: optuna.Study, spec: SweepSpec, tracker: Tracker, *, metric_name: str
+    ) -> None:
+        self.study, self.tracker = study, tracker
+        self.trial = study.ask()
+        self.params: dict[str, Any] = suggest_params(self.trial, spec.search)
+        self.config: TrainConfig = train_config(self.params, spec)
+        self.metric_name = metric_name  # "r2" or "accuracy"
+        self.run: RunBuffer = tracker.start_trial(
+            self.trial.number, self.params, {"study": study.study_name}
+        )
+        self.trial.set_user_attr("mlflow_run_id", self.run.run_id)
+        self.train_loss: list[float] = []
+        self.val_metric: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self.prune_reason: str | None = None
+        self.started = time.perf_counter()
+        self.done = False
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    def on_epoch(self, report: EpochReport) -> bool:
+        """Buffer the epoch's curves, report to Optuna; False when the pruner stops the trial."""
+        cv_val_loss = float(report.val_loss.mean())
+        self.train_loss.append(float(report.train_loss.mean()))
+        self.val_metric.append(float(report.val_metric.mean()))
+        self.epoch_seconds.append(report.epoch_seconds)
+        step = report.epoch
+        metric = f"val_{self.metric_name}"
+        self.run.metric_dict(
+            {
+                "train_loss": self.train_loss[-1],
+                "val_loss": cv_val_loss,
+                metric: self.val_metric[-1],
+                "epoch_seconds": report.epoch_seconds,
+                "lr": report.lr,
+            },
+            step,
+        )
+        for fold, (train, val, score) in enumerate(
+            zip(report.train_loss, report.val_loss, report.val_metric)
+        ):
+            self.run.metric_dict(
+                {
+                    f"fold_{fold}/train_loss": train,
+                    f"fold_{fold}/val_loss": val,
+                    f"fold_{fold}/{metric}": score,
+                },
+                step,
+            )
+        self.run.flush_if_due()
+        self.trial.report(cv_val_loss, step)
+        if self.trial.should_prune():
+            self.prune_reason = (
+                f"pruned at epoch {step}: cv val_loss {cv_val_loss:.4g} behind other trials"
+            )
+            return False
+        return True
+
+    def finish(self, outcome: StackOutcome) -> None:
+        """Tell the study how the trial ended, and end its MLflow run to match."""
+        if outcome.result is not None:
+            value = self._record_result(outcome.result)
+            self._end(TrialState.COMPLETE, "FINISHED", value=value)
+        elif outcome.diverged is not None:
+            self.prune(f"diverged: {outcome.diverged}")
+        else:
+            self.prune(self.prune_reason or "pruned")
+
+    def prune(self, reason: str) -> None:
+        self.trial.set_user_attr(PRUNE_REASON_ATTR, reason)
+        self.run.tag_dict({PRUNE_REASON_ATTR: reason})
+        self._end(TrialState.PRUNED, "KILLED")
+
+    def fail(self, reason: str) -> None:
+        """A bug or an interrupt: the trial is FAILED (and retried later), never left RUNNING."""
+        self.run.tag_dict({"fail_reason": reason})
+        self._end(TrialState.FAIL, "FAILED")
+
+    def _end(self, state: TrialState, run_status: str, value: float | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        wall_seconds = time.perf_counter() - self.started
+        self.trial.set_user_attr("wall_seconds", wall_seconds)
+        self.trial.set_user_attr("train_loss_curve", self.train_loss)
+        self.trial.set_user_attr(f"val_{self.metric_name}_curve", self.val_metric)
+        if self.epoch_seconds:
+            self.trial.set_user_attr("epoch_seconds", float(np.median(self.epoch_seconds)))
+        self.run.metric("wall_seconds", wall_seconds)
+        self.tracker.finish_run(self.run, run_status)
+        self.study.tell(self.trial, value, state=state)
+
+    def _record_result(self, result: CVResult) -> float:
+        """Fold scores and the CV summary, on the trial and on its run."""
+        metric = result.metric_name
+        summary: dict[str, Any] = {
+            "cv_val_loss": float(result.fold_val_loss.mean()),
+            "cv_val_loss_std": float(result.fold_val_loss.std()),
+            f"cv_{metric}": float(result.fold_val_metric.mean()),
+            f"cv_{metric}_std": float(result.fold_val_metric.std()),
+            "updates_per_epoch": result.updates_per_epoch,
+            "resolved_batch_size": result.batch_size,
+        }
+        for key, value in summary.items():
+            self.trial.set_user_attr(key, value)
+        self.trial.set_user_attr("metric_name", metric)
+        self.run.metric_dict(summary)
+        for fold, (loss, score) in enumerate(zip(result.fold_val_loss, result.fold_val_metric)):
+            self.run.metric_dict(
+                {f"fold_{fold}/score_val_loss": loss, f"fold_{fold}/score_{metric}": score}
+            )
+        return summary["cv_val_loss"]
