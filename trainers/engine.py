@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from trainers.fold_data import FoldData, epoch_orders
+from trainers.manual_backward import loss_and_grad
 from trainers.stacked_mlp import StackedMLP
 from trainers.stacked_optim import StackedOptimizer
 from trainers.train_config import CVResult, EpochReport, TrainConfig, TrainingDiverged
@@ -130,10 +131,18 @@ class _StackRun:
         self.fold_steps = torch.tensor(
             [math.ceil(s / self.batch_size) for s in sizes], device=device
         )
-        positions = torch.arange(max(sizes), device=device)
-        self.valid = (positions < torch.tensor(sizes, device=device).unsqueeze(1)).float()
+        # Per position of an epoch's order: 1 / (real samples in its batch), 0 past the fold's end,
+        # so a batch's weighted loss sum is its mean loss. Known from the sizes alone.
+        weight_scale = np.zeros((n_folds, max(sizes)), dtype=np.float32)
+        for fold, size in enumerate(sizes):
+            for start in range(0, size, self.batch_size):
+                stop = min(start + self.batch_size, size)
+                weight_scale[fold, start:stop] = 1 / (stop - start)
+        self.fold_weight_scale = torch.from_numpy(weight_scale).to(device)
         # From this step on, some fold may have run out of samples and must sit the step out.
         self.first_ragged_step = min(math.ceil(s / self.batch_size) for s in sizes)
+        steps = torch.arange(self.n_steps, device=device).unsqueeze(1)
+        self.fold_active = (steps < self.fold_steps.unsqueeze(0)).unsqueeze(2)  # (steps, folds, 1)
         self.model = StackedMLP(data.n_features, data.n_outputs, first.model)
         # Trials sorted by optimizer kind, so each kind owns a contiguous block of rows.
         self.live = sorted(range(len(configs)), key=lambda i: configs[i].optimizer.name)
@@ -141,7 +150,7 @@ class _StackRun:
         self.flat = initial.repeat(len(self.live), 1)
         self.optimizers = self._optimizers()
         self.generator = torch.Generator(device=device).manual_seed(first.seed)
-        self.loss_fn = _loss_fn(data.task)
+        self.classification = data.task == "classification"
         self.curves: dict[int, dict[str, list]] = {
             i: {"train": [], "val": [], "metric": []} for i in self.live
         }
@@ -166,31 +175,35 @@ class _StackRun:
         self._started = time.perf_counter()
         data, n_live = self.data, len(self.live)
         lr_scale = self.configs[self.live[0]].lr_scale(epoch)
+        for optimizer in self.optimizers:
+            optimizer.set_lr_scale(lr_scale)
         order = epoch_orders(self.generator, data.train_sizes, device=data.device)
-        rows = data.train_rows.gather(1, order)
+        # Every trial sees the same batches of its folds: repeat the folds' rows per trial once.
+        rows = data.train_rows.gather(1, order).repeat(n_live, 1)
+        weight_scale = self.fold_weight_scale.repeat(n_live, 1)
+        active = self.fold_active.repeat(1, n_live, 1)
         self._train_loss_sum.zero_()
         dropout = self.generator if self.configs[self.live[0]].model.dropout > 0 else None
         for step in range(self.n_steps):
             window = slice(step * self.batch_size, (step + 1) * self.batch_size)
             batch_rows = rows[:, window]
-            mask = self.valid[:, window]
-            counts = mask.sum(dim=1)
-            inputs, targets = data.inputs[batch_rows], data.targets[batch_rows]
-            if n_live > 1:  # every trial sees the same batches of its folds
-                inputs, targets = inputs.repeat(n_live, 1, 1), targets.repeat(n_live, 1)
-                mask, counts = mask.repeat(n_live, 1), counts.repeat(n_live)
-            leaf = self.flat.detach().requires_grad_(True)
-            outputs = self.model.forward(leaf, inputs, dropout_generator=dropout)
-            fold_loss = (self.loss_fn(outputs, targets) * mask).sum(dim=1) / counts.clamp_min(1)
-            (grad,) = torch.autograd.grad(fold_loss.sum(), leaf)
-            active = (counts > 0).unsqueeze(1) if step >= self.first_ragged_step else None
+            fold_loss, grad = loss_and_grad(
+                self.model,
+                self.flat,
+                data.inputs[batch_rows],
+                data.targets[batch_rows],
+                weight_scale[:, window],
+                classification=self.classification,
+                dropout_generator=dropout,
+            )
+            step_active = active[step] if step >= self.first_ragged_step else None
             start = 0
             for optimizer in self.optimizers:
                 stop = start + optimizer.flat.shape[0]
-                block_active = None if active is None else active[start:stop]
-                optimizer.step(grad[start:stop], lr_scale=lr_scale, active=block_active)
+                block_active = None if step_active is None else step_active[start:stop]
+                optimizer.step(grad[start:stop], active=block_active)
                 start = stop
-            self._train_loss_sum += fold_loss.detach()
+            self._train_loss_sum += fold_loss
 
     def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
         """The epoch's one host sync; returns a report per live trial (None if it diverged)."""

@@ -112,15 +112,9 @@ class StackedMLP:
         Dropout applies only when ``dropout_generator`` is given (training), drawn from it so
         that runs are reproducible.
         """
-        n_models = flat.shape[0]
         hidden = inputs
         for index, layer in enumerate(self.layers):
-            weight = flat[:, layer.weight_start : layer.bias_start].view(
-                n_models, layer.n_in, layer.n_out
-            )
-            bias = flat[:, layer.bias_start : layer.bias_start + layer.n_out].view(
-                n_models, 1, layer.n_out
-            )
+            weight, bias = self.layer_views(flat, layer)
             hidden = torch.baddbmm(bias, hidden, weight)
             if index < len(self.layers) - 1:
                 hidden = self._activation(hidden)
@@ -132,6 +126,18 @@ class StackedMLP:
                     )
                     hidden = hidden * mask / keep
         return hidden
+
+    @staticmethod
+    def layer_views(flat: Tensor, layer: _Layer) -> tuple[Tensor, Tensor]:
+        """The ``(n_models, n_in, n_out)`` weight and ``(n_models, 1, n_out)`` bias of a layer."""
+        n_models = flat.shape[0]
+        weight = flat[:, layer.weight_start : layer.bias_start].view(
+            n_models, layer.n_in, layer.n_out
+        )
+        bias = flat[:, layer.bias_start : layer.bias_start + layer.n_out].view(
+            n_models, 1, layer.n_out
+        )
+        return weight, bias
 
     def to_module(self, flat_row: Tensor) -> nn.Sequential:
         """One row of the stack as an ordinary ``nn.Sequential`` holding a copy of its weights."""

@@ -11,6 +11,7 @@ takes an ``active`` mask and leaves inactive rows and their state exactly as the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +101,7 @@ class StackedOptimizer:
             return torch.tensor(values, dtype=flat.dtype, device=flat.device).unsqueeze(1)
 
         self.base_lr = column([c.lr for c in configs])
+        self.lr = self.base_lr  # base_lr times the schedule's current factor
         self.weight_decay = column([c.resolved_weight_decay for c in configs])
         self.momentum = column([c.resolved_momentum for c in configs])
         self.has_weight_decay = any(c.resolved_weight_decay != 0 for c in configs)
@@ -110,10 +112,7 @@ class StackedOptimizer:
         if self.name in ("adam", "adamw"):
             self.state["exp_avg"] = torch.zeros_like(flat)
             self.state["exp_avg_sq"] = torch.zeros_like(flat)
-            # float64 so that the bias corrections match torch's Python-float arithmetic
-            self.state["step"] = torch.zeros(
-                flat.shape[0], 1, dtype=torch.float64, device=flat.device
-            )
+            self.state["step"] = torch.zeros(flat.shape[0], 1, dtype=flat.dtype, device=flat.device)
         if self.name == "rmsprop":
             self.state["square_avg"] = torch.zeros_like(flat)
 
@@ -124,25 +123,34 @@ class StackedOptimizer:
         """
         self.flat = flat
         self.base_lr = self.base_lr[rows]
+        self.lr = self.lr[rows]
         self.weight_decay = self.weight_decay[rows]
         self.momentum = self.momentum[rows]
         self.state = {key: value[rows] for key, value in self.state.items()}
 
+    def set_lr_scale(self, lr_scale: float) -> None:
+        """Multiply the base learning rates by the schedule's factor, from the next step on."""
+        self.lr = self.base_lr if lr_scale == 1.0 else self.base_lr * lr_scale
+
     @torch.no_grad()
-    def step(self, grad: Tensor, *, lr_scale: float = 1.0, active: Tensor | None = None) -> None:
+    def step(
+        self, grad: Tensor, *, lr_scale: float | None = None, active: Tensor | None = None
+    ) -> None:
         """Apply one update.
 
         Args:
             grad: gradient of each row's own loss, same shape as ``flat``.
-            lr_scale: multiplier from the LR schedule for this epoch.
+            lr_scale: if given, the LR schedule's factor (see :meth:`set_lr_scale`).
             active: optional bool tensor ``(n_models, 1)``; rows where it is False keep their
                 parameters and optimizer state unchanged.
         """
+        if lr_scale is not None:
+            self.set_lr_scale(lr_scale)
         if active is None:
-            self._update(grad, self.base_lr * lr_scale)
+            self._update(grad, self.lr)
             return
         before = [self.flat.clone(), *(value.clone() for value in self.state.values())]
-        self._update(grad, self.base_lr * lr_scale)
+        self._update(grad, self.lr)
         for tensor, old in zip([self.flat, *self.state.values()], before):
             tensor.copy_(torch.where(active, tensor, old))
 
@@ -178,7 +186,11 @@ class StackedOptimizer:
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step_size = (lr.double() / (1 - beta1 ** state["step"])).to(flat.dtype)
-        bias_correction2_sqrt = (1 - beta2 ** state["step"]).sqrt().to(flat.dtype)
+        # torch computes the bias corrections 1 - beta**step in double precision on the host. On
+        # the device in float32, 1 - beta**step cancels catastrophically for small steps, so it is
+        # written -expm1(step * log(beta)), which stays within ~1e-7 relative of torch's value.
+        step = state["step"]
+        negative_step_size = lr / torch.expm1(step * math.log(beta1))
+        bias_correction2_sqrt = torch.expm1(step * math.log(beta2)).neg_().sqrt_()
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
-        flat.sub_(step_size * (exp_avg / denom))
+        flat.add_(negative_step_size * (exp_avg / denom))
