@@ -24,7 +24,7 @@ SWEEP_FLAGS = --space $(SPACE) $(if $(STUDY),--study $(STUDY)) $(if $(TRIALS),--
 	$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FOLDS),--folds $(FOLDS)) \
 	$(if $(DATASET),--dataset $(DATASET)) $(if $(DEVICE),--device $(DEVICE)) $(ARGS)
 
-.PHONY: help install sweep ui best test lint clean
+.PHONY: help install sweep ui best test lint clean bench bench-gpu
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,6 +52,12 @@ best: $(STAMP) ## print the best config of STUDY (default: the space's name) as 
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP) ## naive vs fold-parallel vs fold+trial-parallel, and the sweep's overhead (minutes)
+	$(BIN)/python -m sweep.benchmark $(ARGS)
+
+bench-gpu: ## the trainers' benchmark alone (torch + scikit-learn only), for a GPU box: DEVICE=cuda
+	$(or $(wildcard $(BIN)/python),$(PYTHON)) -m trainers.benchmark --device $(or $(DEVICE),auto) $(ARGS)
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .

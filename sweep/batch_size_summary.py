@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.trial_record import record_of
+
 
 @dataclass(frozen=True)
 class BatchSizeRow:
@@ -31,18 +33,18 @@ def batch_size_rows(trials: list[FrozenTrial]) -> list[BatchSizeRow]:
         group = by_size[size]
         complete = [t for t in group if t.state == TrialState.COMPLETE]
         best = min(complete, key=lambda t: t.value) if complete else None
-        seconds = [t.user_attrs["epoch_seconds"] for t in group if "epoch_seconds" in t.user_attrs]
-        metric = best.user_attrs.get("metric_name") if best else None
+        seconds = [record_of(t)["epoch_seconds"] for t in group if "epoch_seconds" in record_of(t)]
+        record = record_of(best) if best else {}
         rows.append(
             BatchSizeRow(
                 batch_size=size,
                 completed=len(complete),
                 pruned=len(group) - len(complete),
                 best_cv_val_loss=best.value if best else float("nan"),
-                best_cv_val_loss_std=best.user_attrs["cv_val_loss_std"] if best else float("nan"),
-                best_metric=best.user_attrs[f"cv_{metric}"] if best else float("nan"),
+                best_cv_val_loss_std=record.get("cv_val_loss_std", float("nan")),
+                best_metric=record.get("cv_metric", float("nan")),
                 median_epoch_seconds=float(np.median(seconds)) if seconds else float("nan"),
-                updates_per_epoch=best.user_attrs.get("updates_per_epoch") if best else None,
+                updates_per_epoch=record.get("updates_per_epoch"),
             )
         )
     return rows

@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from sweep.batch_size_summary import BatchSizeRow
+from sweep.trial_record import record_of
 
 
 class TrialProgress:
@@ -39,11 +40,11 @@ def trials_table(trials: list[FrozenTrial], *, limit: int = 8) -> str:
         f"{'trial':>5}  {'batch':>6}  {'optimizer':<9}  {'lr':>9}  {'cv val loss':>17}  {'metric':>15}"
     ]
     for trial in complete[:limit]:
-        metric = trial.user_attrs.get("metric_name", "r2")
+        record = record_of(trial)
         lines.append(
             f"{trial.number:>5}  {trial.params['batch_size']!s:>6}  {trial.params['optimizer']:<9}  "
-            f"{trial.params['lr']:>9.3g}  {trial.value:>8.4f} ± {trial.user_attrs['cv_val_loss_std']:<6.4f}  "
-            f"{metric} {trial.user_attrs[f'cv_{metric}']:>7.3f}"
+            f"{trial.params['lr']:>9.3g}  {trial.value:>8.4f} ± {record['cv_val_loss_std']:<6.4f}  "
+            f"{record['metric_name']} {record['cv_metric']:>7.3f}"
         )
     pruned = len(finished) - len(complete)
     lines.append(

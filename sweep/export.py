@@ -9,6 +9,7 @@ from sweep.best_config import BestConfig, Provenance, library_versions
 from sweep.errors import UsageError
 from sweep.locations import resolve_storage, sqlite_path
 from sweep.study import CONTEXT_ATTR
+from sweep.trial_record import record_of
 from trainers import OptimizerConfig
 
 
@@ -49,8 +50,7 @@ def best_config_from_trial(study: optuna.Study, trial: FrozenTrial) -> BestConfi
     )
     kwargs = optimizer.torch_kwargs()
     kwargs.pop("lr")
-    attrs = trial.user_attrs
-    metric = attrs["metric_name"]
+    record = record_of(trial)
     return BestConfig(
         batch_size=params["batch_size"],
         lr=optimizer.lr,
@@ -62,10 +62,10 @@ def best_config_from_trial(study: optuna.Study, trial: FrozenTrial) -> BestConfi
             study=study.study_name,
             trial_number=trial.number,
             cv_val_loss=float(trial.value),
-            cv_val_loss_std=attrs["cv_val_loss_std"],
-            metric_name=metric,
-            cv_metric=attrs[f"cv_{metric}"],
-            cv_metric_std=attrs[f"cv_{metric}_std"],
+            cv_val_loss_std=record["cv_val_loss_std"],
+            metric_name=record["metric_name"],
+            cv_metric=record["cv_metric"],
+            cv_metric_std=record["cv_metric_std"],
             n_folds=context["n_folds"],
             epochs=context["schedule"]["epochs"],
             seed=context["seed"],

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
+from sweep.trial_record import record_of, val_loss_curve  # noqa: E402
+
 
 def best_trial_per_batch_size(trials: list[FrozenTrial]) -> dict[str, FrozenTrial]:
     """For each batch size, its best COMPLETE trial by CV validation loss.
@@ -18,10 +20,7 @@ def best_trial_per_batch_size(trials: list[FrozenTrial]) -> dict[str, FrozenTria
     """
     best: dict[str, FrozenTrial] = {}
     for trial in trials:
-        if (
-            trial.state not in (TrialState.COMPLETE, TrialState.PRUNED)
-            or not trial.intermediate_values
-        ):
+        if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or not val_loss_curve(trial):
             continue
         key = str(trial.params["batch_size"])
         if key not in best or _rank(trial) < _rank(best[key]):
@@ -30,9 +29,9 @@ def best_trial_per_batch_size(trials: list[FrozenTrial]) -> dict[str, FrozenTria
 
 
 def _rank(trial: FrozenTrial) -> tuple[int, int, float]:
-    last_step = max(trial.intermediate_values)
+    curve = val_loss_curve(trial)
     complete = trial.state == TrialState.COMPLETE
-    return (0 if complete else 1, -last_step, trial.intermediate_values[last_step])
+    return (0 if complete else 1, -len(curve), curve[-1])
 
 
 def learning_curves_figure(trials: list[FrozenTrial]) -> Figure:
@@ -44,8 +43,8 @@ def learning_curves_figure(trials: list[FrozenTrial]) -> Figure:
         label = f"batch {batch_size} ({trial.params['optimizer']}, lr={trial.params['lr']:.2g})"
         label += " (pruned)" if pruned else ""
         style = {"linestyle": "--" if pruned else "-", "markersize": 3}
-        train_curve = trial.user_attrs.get("train_loss_curve", [])
-        val_curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+        train_curve = record_of(trial).get("train_loss_curve", [])
+        val_curve = val_loss_curve(trial)
         train_axis.plot(
             range(1, len(train_curve) + 1), train_curve, marker="o", label=label, **style
         )

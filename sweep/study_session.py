@@ -21,9 +21,11 @@ from sweep.best_config import ARTIFACT_FILE
 from sweep.export import best_config_from_trial
 from sweep.learning_curves_plot import close, learning_curves_figure
 from sweep.runner import SweepOutcome
+from sweep.sqlite_tuning import tune_sqlite_connections
 from sweep.study import BUDGET_ATTR, counted_trials, open_study
 from sweep.tracking import PARENT_RUN_ATTR, RunBuffer, Tracker
 from sweep.trial_loop import run_trials
+from sweep.trial_record import MLFLOW_RUN_ATTR
 from trainers import Dataset, Fold, prepare_folds
 
 
@@ -38,6 +40,7 @@ def run_validated(
     tracking_uri: str,
     resuming: bool,
 ) -> SweepOutcome:
+    tune_sqlite_connections()
     data = prepare_folds(dataset, folds, device=device)
     tracker = Tracker(tracking_uri, study_name)
     study = open_study(
@@ -159,7 +162,7 @@ def _finish_parent(tracker: Tracker, study: optuna.Study, status: str) -> None:
             {
                 "best_batch_size": best.batch_size,
                 "best_trial_number": best_trial.number,
-                "best_trial_run_id": best_trial.user_attrs.get("mlflow_run_id", ""),
+                "best_trial_run_id": best_trial.user_attrs.get(MLFLOW_RUN_ATTR, ""),
             }
         )
         buffer.metric_dict(

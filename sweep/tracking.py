@@ -1,33 +1,36 @@
 """Our MLflow adapter: one parent run per study, one nested run per trial, batched writes.
 
 Every write goes through :class:`RunBuffer`, which sends metrics with ``log_batch`` in chunks, so a
-trial costs a handful of requests whatever its number of epochs and folds.
+trial costs a handful of requests whatever its number of epochs and folds; the requests run on a
+background thread (:mod:`sweep.mlflow_writer`) while training goes on.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from sweep.locations import artifact_root_for
+from sweep.mlflow_writer import MlflowWriter
 
 # MLflow 3 opens experiments in its GenAI view unless told this is model training.
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
-MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+MAX_ENTITIES_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_TAGS_PER_BATCH = 100
 FLUSH_EVERY_SECONDS = 15.0  # long trials still show progress in the UI
 
 
 class RunBuffer:
-    """Collects a run's metrics, params and tags and sends them in few ``log_batch`` calls."""
+    """Collects a run's metrics, params and tags and sends them in few ``log_batch`` calls,
+    through the tracker's background writer."""
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
+    def __init__(self, client: MlflowClient, run_id: str, writer: MlflowWriter) -> None:
+        self.client, self.run_id, self.writer = client, run_id, writer
         self.metrics: list[Metric] = []
         self.params: list[Param] = []
         self.tags: list[RunTag] = []
@@ -51,12 +54,22 @@ class RunBuffer:
             self.flush()
 
     def flush(self) -> None:
-        for chunk in _chunks(self.params, MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=chunk)
-        for chunk in _chunks(self.tags, MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(self.run_id, tags=chunk)
-        for chunk in _chunks(self.metrics, MAX_METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=chunk)
+        """Send everything buffered in as few ``log_batch`` calls as MLflow's limits allow."""
+        metrics, params, tags = self.metrics, self.params, self.tags
+        while metrics or params or tags:
+            batch_params, params = (
+                params[:MAX_PARAMS_TAGS_PER_BATCH],
+                params[MAX_PARAMS_TAGS_PER_BATCH:],
+            )
+            batch_tags, tags = tags[:MAX_PARAMS_TAGS_PER_BATCH], tags[MAX_PARAMS_TAGS_PER_BATCH:]
+            room = MAX_ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags)
+            batch_metrics, metrics = metrics[:room], metrics[room:]
+            self.writer.submit(
+                f"log_batch to run {self.run_id}",
+                lambda m=batch_metrics, p=batch_params, t=batch_tags: self.client.log_batch(
+                    self.run_id, metrics=m, params=p, tags=t
+                ),
+            )
         self.metrics, self.params, self.tags = [], [], []
         self.last_flush = time.monotonic()
 
@@ -74,6 +87,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.experiment_id = self._experiment(experiment_name, artifact_root_for(tracking_uri))
         self.parent_run_id: str | None = None
+        self.writer = MlflowWriter()
 
     def _experiment(self, name: str, artifact_root: str | None) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -113,24 +127,32 @@ class Tracker:
                 **{k: str(v) for k, v in tags.items()},
             },
         )
-        buffer = RunBuffer(self.client, run.info.run_id)
+        buffer = RunBuffer(self.client, run.info.run_id, self.writer)
         buffer.param_dict(params)
         buffer.flush()
         return buffer
 
     def finish_run(self, buffer: RunBuffer, status: str) -> None:
-        """Flush what is buffered, then mark the run FINISHED, KILLED or FAILED."""
+        """Flush what is buffered, then mark the run FINISHED, KILLED or FAILED (in that order)."""
         buffer.flush()
-        self.client.set_terminated(buffer.run_id, status=status)
+        self.writer.submit(
+            f"set_terminated({status}) on run {buffer.run_id}",
+            lambda: self.client.set_terminated(buffer.run_id, status=status),
+        )
+
+    def drain(self) -> None:
+        """Wait for every queued write (see :class:`~sweep.mlflow_writer.MlflowWriter`)."""
+        self.writer.drain()
 
     def parent_buffer(self) -> RunBuffer:
         assert self.parent_run_id is not None
-        return RunBuffer(self.client, self.parent_run_id)
+        return RunBuffer(self.client, self.parent_run_id, self.writer)
 
     def log_parent_artifacts(
         self, *, dicts: Mapping[str, dict], figures: Mapping[str, Any]
     ) -> None:
         assert self.parent_run_id is not None
+        self.writer.drain()
         for artifact_file, payload in dicts.items():
             self.client.log_dict(self.parent_run_id, payload, artifact_file)
         for artifact_file, figure in figures.items():
@@ -138,6 +160,7 @@ class Tracker:
 
     def end_parent(self, status: str) -> None:
         assert self.parent_run_id is not None
+        self.writer.drain()
         self.client.set_terminated(self.parent_run_id, status=status)
 
     def _run_exists(self, run_id: str) -> bool:
@@ -146,12 +169,3 @@ class Tracker:
         except Exception:  # noqa: BLE001 - MLflow raises its own error types for a missing run
             return False
         return run.info.lifecycle_stage == "active"
-
-
-def status_name(status: int) -> str:
-    return RunStatus.to_string(status)
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

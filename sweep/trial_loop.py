@@ -52,7 +52,15 @@ def run_trials(
                 # Optuna beats heartbeats only inside study.optimize; _Heartbeat does it here.
                 warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
                 for _ in range(min(spec.budget.group_size, remaining)):
-                    sessions.append(TrialSession(study, spec, tracker, metric_name=metric_name))
+                    sessions.append(
+                        TrialSession(
+                            study,
+                            spec,
+                            tracker,
+                            metric_name=metric_name,
+                            report_to_pruner=spec.pruner != "none",
+                        )
+                    )
             heartbeat = _Heartbeat(study, sessions)
             for stack in _stacks(sessions, data):
                 _train(stack, data, heartbeat)

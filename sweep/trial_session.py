@@ -18,16 +18,23 @@ from optuna.trial import TrialState
 from search_spaces.spec import SweepSpec
 from sweep.tracking import RunBuffer, Tracker
 from sweep.trial_params import suggest_params, train_config
+from sweep.trial_record import MLFLOW_RUN_ATTR, RECORD_ATTR
 from trainers import CVResult, EpochReport, StackOutcome, TrainConfig
 
-PRUNE_REASON_ATTR = "prune_reason"
+PRUNE_REASON_TAG = "prune_reason"
 
 
 class TrialSession:
     """One asked trial: its params, its config, its MLflow run and its curves."""
 
     def __init__(
-        self, study: optuna.Study, spec: SweepSpec, tracker: Tracker, *, metric_name: str
+        self,
+        study: optuna.Study,
+        spec: SweepSpec,
+        tracker: Tracker,
+        *,
+        metric_name: str,
+        report_to_pruner: bool = True,
     ) -> None:
         self.study, self.tracker = study, tracker
         self.trial = study.ask()
@@ -37,8 +44,12 @@ class TrialSession:
         self.run: RunBuffer = tracker.start_trial(
             self.trial.number, self.params, {"study": study.study_name}
         )
-        self.trial.set_user_attr("mlflow_run_id", self.run.run_id)
+        self.trial.set_user_attr(MLFLOW_RUN_ATTR, self.run.run_id)
+        # Without a pruner, Optuna needs no per-epoch report: the curves travel in the record.
+        self.report_to_pruner = report_to_pruner
+        self.record: dict[str, Any] = {"metric_name": metric_name}
         self.train_loss: list[float] = []
+        self.val_loss: list[float] = []
         self.val_metric: list[float] = []
         self.epoch_seconds: list[float] = []
         self.prune_reason: str | None = None
@@ -53,6 +64,7 @@ class TrialSession:
         """Buffer the epoch's curves, report to Optuna; False when the pruner stops the trial."""
         cv_val_loss = float(report.val_loss.mean())
         self.train_loss.append(float(report.train_loss.mean()))
+        self.val_loss.append(cv_val_loss)
         self.val_metric.append(float(report.val_metric.mean()))
         self.epoch_seconds.append(report.epoch_seconds)
         step = report.epoch
@@ -79,6 +91,8 @@ class TrialSession:
                 step,
             )
         self.run.flush_if_due()
+        if not self.report_to_pruner:
+            return True
         self.trial.report(cv_val_loss, step)
         if self.trial.should_prune():
             self.prune_reason = (
@@ -98,8 +112,8 @@ class TrialSession:
             self.prune(self.prune_reason or "pruned")
 
     def prune(self, reason: str) -> None:
-        self.trial.set_user_attr(PRUNE_REASON_ATTR, reason)
-        self.run.tag_dict({PRUNE_REASON_ATTR: reason})
+        self.record["prune_reason"] = reason
+        self.run.tag_dict({PRUNE_REASON_TAG: reason})
         self._end(TrialState.PRUNED, "KILLED")
 
     def fail(self, reason: str) -> None:
@@ -112,11 +126,15 @@ class TrialSession:
             return
         self.done = True
         wall_seconds = time.perf_counter() - self.started
-        self.trial.set_user_attr("wall_seconds", wall_seconds)
-        self.trial.set_user_attr("train_loss_curve", self.train_loss)
-        self.trial.set_user_attr(f"val_{self.metric_name}_curve", self.val_metric)
+        self.record.update(
+            wall_seconds=wall_seconds,
+            train_loss_curve=self.train_loss,
+            val_loss_curve=self.val_loss,
+            val_metric_curve=self.val_metric,
+        )
         if self.epoch_seconds:
-            self.trial.set_user_attr("epoch_seconds", float(np.median(self.epoch_seconds)))
+            self.record["epoch_seconds"] = float(np.median(self.epoch_seconds))
+        self.trial.set_user_attr(RECORD_ATTR, self.record)
         self.run.metric("wall_seconds", wall_seconds)
         self.tracker.finish_run(self.run, run_status)
         self.study.tell(self.trial, value, state=state)
@@ -127,15 +145,15 @@ class TrialSession:
         summary: dict[str, Any] = {
             "cv_val_loss": float(result.fold_val_loss.mean()),
             "cv_val_loss_std": float(result.fold_val_loss.std()),
-            f"cv_{metric}": float(result.fold_val_metric.mean()),
-            f"cv_{metric}_std": float(result.fold_val_metric.std()),
+            "cv_metric": float(result.fold_val_metric.mean()),
+            "cv_metric_std": float(result.fold_val_metric.std()),
             "updates_per_epoch": result.updates_per_epoch,
             "resolved_batch_size": result.batch_size,
         }
-        for key, value in summary.items():
-            self.trial.set_user_attr(key, value)
-        self.trial.set_user_attr("metric_name", metric)
-        self.run.metric_dict(summary)
+        self.record.update(summary)
+        self.run.metric_dict(
+            {key.replace("cv_metric", f"cv_{metric}"): value for key, value in summary.items()}
+        )
         for fold, (loss, score) in enumerate(zip(result.fold_val_loss, result.fold_val_metric)):
             self.run.metric_dict(
                 {f"fold_{fold}/score_val_loss": loss, f"fold_{fold}/score_{metric}": score}

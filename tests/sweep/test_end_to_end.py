@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.runner import RunOptions, run_sweep
+from sweep.trial_record import record_of
 from tests.conftest import tiny_space
 
 pytestmark = pytest.mark.slow
@@ -54,9 +55,8 @@ def test_sweep_writes_study_parent_run_and_nested_trial_runs(workdir: Path) -> N
         assert child.data.params["batch_size"] == str(trial.params["batch_size"])
         history = client.get_metric_history(child.info.run_id, "val_loss")
         assert [m.step for m in history] == [1, 2, 3, 4]
-        assert [m.value for m in history] == pytest.approx(
-            [trial.intermediate_values[s] for s in range(1, 5)]
-        )
+        assert [m.value for m in history] == pytest.approx(record_of(trial)["val_loss_curve"])
+        assert trial.intermediate_values == {}  # pruner "none": no per-epoch report to Optuna
         for fold in range(3):
             assert len(client.get_metric_history(child.info.run_id, f"fold_{fold}/val_loss")) == 4
             assert f"fold_{fold}/score_accuracy" in child.data.metrics
@@ -89,7 +89,7 @@ def test_diverging_trials_are_pruned_with_a_reason_not_failed(workdir: Path) -> 
     study = optuna.load_study(study_name="boom", storage=STORAGE)
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.PRUNED]
     for trial in study.trials:
-        assert trial.user_attrs["prune_reason"].startswith("diverged:")
+        assert record_of(trial)["prune_reason"].startswith("diverged:")
     _, _, parents, children = _runs("boom")
     assert {c.info.status for c in children} == {"KILLED"}
     assert all(c.data.tags["prune_reason"].startswith("diverged:") for c in children)

@@ -22,7 +22,7 @@ def _trial(batch_size, state, curve, value=None):
         params={"batch_size": batch_size, "optimizer": "sgd", "lr": 0.01},
         distributions=DISTRIBUTIONS,
         intermediate_values=dict(enumerate(curve, start=1)),
-        user_attrs={"train_loss_curve": list(curve)},
+        user_attrs={"record": {"train_loss_curve": list(curve)}},
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweep.tracking import MAX_METRICS_PER_BATCH, Tracker
+from sweep.tracking import MAX_ENTITIES_PER_BATCH, Tracker
 
 
 def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
@@ -17,12 +17,13 @@ def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
         calls.append(len(k.get("metrics", []))),
         real_log_batch(*a, **k),
     )[1]
-    n_values = 2 * MAX_METRICS_PER_BATCH + 5
+    n_values = 2 * MAX_ENTITIES_PER_BATCH + 5
     for step in range(n_values):
         run.metric("val_loss", step / 10, step)
     assert calls == []  # nothing is written per value
     tracker.finish_run(run, "KILLED")
-    assert calls == [MAX_METRICS_PER_BATCH, MAX_METRICS_PER_BATCH, 5]
+    tracker.drain()
+    assert calls == [MAX_ENTITIES_PER_BATCH, MAX_ENTITIES_PER_BATCH, 5]
     history = tracker.client.get_metric_history(run.run_id, "val_loss")
     assert len(history) == n_values
     assert tracker.client.get_run(run.run_id).info.status == "KILLED"
@@ -41,6 +42,31 @@ def test_reopening_the_parent_reuses_it(workdir: Path) -> None:
     tracker = Tracker("sqlite:///mlruns/mlflow.db", "reuse")
     first = tracker.open_parent(existing_run_id=None, tags={"study": "reuse"})
     tracker.end_parent("KILLED")
+    assert tracker.client.get_run(first).info.status == "KILLED"
     again = Tracker("sqlite:///mlruns/mlflow.db", "reuse")
     assert again.open_parent(existing_run_id=first, tags={"study": "reuse"}) == first
     assert again.client.get_run(first).info.status == "RUNNING"
+
+
+def test_failed_writes_are_retried_in_order(workdir: Path, monkeypatch) -> None:
+    from sweep import mlflow_writer
+
+    monkeypatch.setattr(mlflow_writer, "RETRY_DELAYS_SECONDS", (0.01, 0.01))
+    tracker = Tracker("sqlite:///mlruns/mlflow.db", "retry")
+    tracker.open_parent(existing_run_id=None, tags={"study": "retry"})
+    run = tracker.start_trial(0, {}, {})
+    real_log_batch = run.client.log_batch
+    failures = [RuntimeError("server restarting")]
+
+    def flaky_log_batch(*args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return real_log_batch(*args, **kwargs)
+
+    run.client.log_batch = flaky_log_batch
+    run.metric("val_loss", 0.5, 1)
+    tracker.finish_run(run, "FINISHED")
+    tracker.drain()
+    finished = tracker.client.get_run(run.run_id)
+    assert finished.data.metrics["val_loss"] == 0.5
+    assert finished.info.status == "FINISHED"
