@@ -18,7 +18,7 @@ from search_spaces.spec import SweepSpec
 from sweep.study import HEARTBEAT_SECONDS, counted_trials, grid_size
 from sweep.tracking import Tracker
 from sweep.trial_session import TrialSession
-from trainers import FoldData, stack_key, train_stack
+from trainers import FoldData, resolved_batch_size, stack_key, train_stack
 
 
 def run_trials(
@@ -42,6 +42,7 @@ def run_trials(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a dead worker's trials: FAILED, then retried
+    row_ceiling: int | None = None  # lowered after an out-of-memory error
     while True:
         remaining = budget - counted_trials(study)
         if remaining <= 0 or (deadline is not None and time.monotonic() >= deadline):
@@ -63,7 +64,7 @@ def run_trials(
                     )
             heartbeat = _Heartbeat(study, sessions)
             for stack in _stacks(sessions, data):
-                _train(stack, data, heartbeat)
+                row_ceiling = _train(stack, data, heartbeat, row_ceiling)
                 for session in stack:
                     on_trial_end(study, session)
         except BaseException as err:
@@ -102,21 +103,32 @@ class _Heartbeat:
         self.last = time.monotonic()
 
 
-def _train(stack: list[TrialSession], data: FoldData, heartbeat: _Heartbeat) -> None:
+def _train(
+    stack: list[TrialSession], data: FoldData, heartbeat: _Heartbeat, row_ceiling: int | None
+) -> int | None:
+    """Train one stack and end its trials; returns the row ceiling for the stacks after it."""
+
     def on_epoch(index: int, report) -> bool:  # noqa: ANN001 - trainers.EpochReport
         heartbeat.beat()
         return stack[index].on_epoch(report)
 
     try:
-        outcomes = train_stack(data, [session.config for session in stack], on_epoch=on_epoch)
+        outcomes = train_stack(
+            data, [session.config for session in stack], on_epoch=on_epoch, max_rows=row_ceiling
+        )
     except torch.OutOfMemoryError:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        size = stack[0].params["batch_size"]
+        # Later steps hold at most half the rows this one tried; larger batches are chunked.
+        batch_size = resolved_batch_size(stack[0].config, data)
+        tried = min(row_ceiling or 2**62, len(stack) * data.n_folds * batch_size)
+        row_ceiling = max(1, tried // 2)
         for session in stack:
             session.prune(
-                f"oom: out of device memory at batch_size={size} in a stack of {len(stack)}"
+                f"oom: out of device memory at batch_size={stack[0].params['batch_size']} "
+                f"({len(stack)} trials stacked); later steps hold at most {row_ceiling} rows"
             )
-        return
+        return row_ceiling
     for session, outcome in zip(stack, outcomes):
         session.finish(outcome)
+    return row_ceiling

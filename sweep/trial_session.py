@@ -149,6 +149,7 @@ class TrialSession:
             "cv_metric_std": float(result.fold_val_metric.std()),
             "updates_per_epoch": result.updates_per_epoch,
             "resolved_batch_size": result.batch_size,
+            "chunks_per_step": result.chunks_per_step,
         }
         self.record.update(summary)
         self.run.metric_dict(

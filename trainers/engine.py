@@ -25,6 +25,7 @@ from torch import Tensor
 
 from trainers.fold_data import FoldData, epoch_orders
 from trainers.manual_backward import loss_and_grad
+from trainers.memory import max_step_rows
 from trainers.stacked_mlp import StackedMLP
 from trainers.stacked_optim import StackedOptimizer
 from trainers.train_config import CVResult, EpochReport, TrainConfig, TrainingDiverged
@@ -90,19 +91,24 @@ def train_stack(
     configs: Sequence[TrainConfig],
     *,
     on_epoch: StackCallback | None = None,
+    max_rows: int | None = None,
 ) -> list[StackOutcome]:
     """Train several trials' folds as one stack; one :class:`StackOutcome` per config, in order.
 
     All configs must share :func:`stack_key`. ``on_epoch(i, report)`` is called for each live
     trial after each epoch; returning False stops trial ``i`` there. Exceptions raised by it
     propagate and end the whole stack.
+
+    ``max_rows`` caps the (model, sample) rows one step holds on the device, below the cap that
+    comes from the free memory (:func:`trainers.memory.max_step_rows`). A larger batch is computed in
+    chunks whose gradients add up to the exact batch gradient.
     """
     keys = {stack_key(config, data) for config in configs}
     if len(keys) != 1:
         raise ValueError(
             f"a stack needs one batch size, model, schedule and seed, got {len(keys)} kinds."
         )
-    run = _StackRun(data, list(configs))
+    run = _StackRun(data, list(configs), max_rows=max_rows)
     for epoch in range(run.epochs):
         run.train_epoch(epoch)
         for index, report in run.read_epoch(epoch):
@@ -120,7 +126,7 @@ def train_stack(
 class _StackRun:
     """State of one stack while it trains: parameters, optimizers, curves, who is still live."""
 
-    def __init__(self, data: FoldData, configs: list[TrainConfig]) -> None:
+    def __init__(self, data: FoldData, configs: list[TrainConfig], *, max_rows: int | None) -> None:
         self.data, self.configs = data, configs
         first = configs[0]
         device, n_folds = data.device, data.n_folds
@@ -144,6 +150,9 @@ class _StackRun:
         steps = torch.arange(self.n_steps, device=device).unsqueeze(1)
         self.fold_active = (steps < self.fold_steps.unsqueeze(0)).unsqueeze(2)  # (steps, folds, 1)
         self.model = StackedMLP(data.n_features, data.n_outputs, first.model)
+        self.max_rows = max_step_rows(self.model, device)
+        if max_rows is not None:
+            self.max_rows = max(1, min(self.max_rows, max_rows))
         # Trials sorted by optimizer kind, so each kind owns a contiguous block of rows.
         self.live = sorted(range(len(configs)), key=lambda i: configs[i].optimizer.name)
         initial = self.model.init_flat(n_folds, seed=first.seed, device=device)
@@ -184,18 +193,18 @@ class _StackRun:
         active = self.fold_active.repeat(1, n_live, 1)
         self._train_loss_sum.zero_()
         dropout = self.generator if self.configs[self.live[0]].model.dropout > 0 else None
+        chunk = self.chunk_size(n_live)
         for step in range(self.n_steps):
-            window = slice(step * self.batch_size, (step + 1) * self.batch_size)
-            batch_rows = rows[:, window]
-            fold_loss, grad = loss_and_grad(
-                self.model,
-                self.flat,
-                data.inputs[batch_rows],
-                data.targets[batch_rows],
-                weight_scale[:, window],
-                classification=self.classification,
-                dropout_generator=dropout,
+            start = step * self.batch_size
+            stop = min(start + self.batch_size, rows.shape[1])
+            fold_loss, grad = self._loss_and_grad(
+                rows, weight_scale, start, min(start + chunk, stop), dropout
             )
+            for chunk_start in range(start + chunk, stop, chunk):
+                chunk_loss, chunk_grad = self._loss_and_grad(
+                    rows, weight_scale, chunk_start, min(chunk_start + chunk, stop), dropout
+                )
+                fold_loss, grad = fold_loss + chunk_loss, grad + chunk_grad
             step_active = active[step] if step >= self.first_ragged_step else None
             start = 0
             for optimizer in self.optimizers:
@@ -205,9 +214,34 @@ class _StackRun:
                 start = stop
             self._train_loss_sum += fold_loss
 
+    def chunk_size(self, n_live: int) -> int:
+        """Samples per model a step computes at once: the batch, or less when memory is short."""
+        return max(1, min(self.batch_size, self.max_rows // (n_live * self.n_folds)))
+
+    def _loss_and_grad(
+        self,
+        rows: Tensor,
+        weight_scale: Tensor,
+        start: int,
+        stop: int,
+        dropout: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor]:
+        batch_rows = rows[:, start:stop]
+        return loss_and_grad(
+            self.model,
+            self.flat,
+            self.data.inputs[batch_rows],
+            self.data.targets[batch_rows],
+            weight_scale[:, start:stop],
+            classification=self.classification,
+            dropout_generator=dropout,
+        )
+
     def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
         """The epoch's one host sync; returns a report per live trial (None if it diverged)."""
-        val_loss, val_metric = _evaluate(self.model, self.flat, self.data, len(self.live))
+        val_loss, val_metric = _evaluate(
+            self.model, self.flat, self.data, len(self.live), self.max_rows
+        )
         fold_steps = self.fold_steps.repeat(len(self.live))
         train = (
             (self._train_loss_sum / fold_steps).cpu().numpy().reshape(len(self.live), self.n_folds)
@@ -287,6 +321,7 @@ class _StackRun:
                     epoch_seconds=np.asarray(self.epoch_seconds[: len(curves["train"])]),
                     batch_size=self.batch_size,
                     updates_per_epoch=self.n_steps,
+                    chunks_per_step=math.ceil(self.batch_size / self.chunk_size(1)),
                 )
             )
         return [self.outcomes[index] for index in range(len(self.configs))]
@@ -313,24 +348,36 @@ def _loss_fn(task: str) -> Callable[[Tensor, Tensor], Tensor]:
 
 @torch.no_grad()
 def _evaluate(
-    model: StackedMLP, flat: Tensor, data: FoldData, n_trials: int
+    model: StackedMLP, flat: Tensor, data: FoldData, n_trials: int, max_rows: int
 ) -> tuple[Tensor, Tensor]:
-    """Per-row validation loss and metric (R² or accuracy), left on the device."""
-    inputs, targets, mask = data.val_inputs, data.val_targets, data.val_mask
-    if n_trials > 1:
-        inputs, targets, mask = (
-            inputs.repeat(n_trials, 1, 1),
-            targets.repeat(n_trials, 1),
-            mask.repeat(n_trials, 1),
-        )
-    outputs = model.forward(flat, inputs)
-    per_sample = _loss_fn(data.task)(outputs, targets)
-    counts = mask.sum(dim=1)
-    val_loss = (per_sample * mask).sum(dim=1) / counts
-    if data.task == "classification":
-        correct = (outputs.argmax(dim=-1) == targets).float()
-        return val_loss, (correct * mask).sum(dim=1) / counts
-    mean = (targets * mask).sum(dim=1, keepdim=True) / counts.unsqueeze(1)
-    total = (((targets - mean) ** 2) * mask).sum(dim=1)
-    residual = val_loss * counts
-    return val_loss, 1 - residual / total.clamp_min(torch.finfo(total.dtype).tiny)
+    """Per-row validation loss and metric (R² or accuracy), left on the device.
+
+    Validation rows go through in chunks of at most ``max_rows`` (model, sample) rows.
+    """
+    classification = data.task == "classification"
+    counts = data.val_mask.sum(dim=1)
+    loss_sum = torch.zeros(flat.shape[0], device=flat.device)
+    metric_sum = torch.zeros(flat.shape[0], device=flat.device)
+    chunk = max(1, max_rows // flat.shape[0])
+    for start in range(0, data.val_inputs.shape[1], chunk):
+        window = slice(start, start + chunk)
+        inputs, targets = data.val_inputs[:, window], data.val_targets[:, window]
+        mask = data.val_mask[:, window]
+        if n_trials > 1:
+            inputs, targets = inputs.repeat(n_trials, 1, 1), targets.repeat(n_trials, 1)
+            mask = mask.repeat(n_trials, 1)
+        outputs = model.forward(flat, inputs)
+        per_sample = _loss_fn(data.task)(outputs, targets)
+        loss_sum += (per_sample * mask).sum(dim=1)
+        if classification:
+            metric_sum += ((outputs.argmax(dim=-1) == targets).float() * mask).sum(dim=1)
+    counts = counts.repeat(n_trials)
+    val_loss = loss_sum / counts
+    if classification:
+        return val_loss, metric_sum / counts
+    # R² = 1 - SSE / SST, with SST from each fold's own validation targets.
+    mean = (data.val_targets * data.val_mask).sum(dim=1, keepdim=True) / data.val_mask.sum(
+        dim=1, keepdim=True
+    )
+    total = (((data.val_targets - mean) ** 2) * data.val_mask).sum(dim=1).repeat(n_trials)
+    return val_loss, 1 - loss_sum / total.clamp_min(torch.finfo(total.dtype).tiny)

@@ -66,6 +66,7 @@ class CVResult:
     epoch_seconds: np.ndarray  # (epochs,)
     batch_size: int  # the batch size actually used (full-batch resolved to the largest fold)
     updates_per_epoch: int
+    chunks_per_step: int = 1  # > 1 when a batch did not fit the device and was accumulated
 
     @property
     def fold_val_loss(self) -> np.ndarray:
