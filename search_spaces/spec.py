@@ -93,7 +93,9 @@ class SamplerSpec:
 class BudgetSpec:
     trials: int = 20  # >= 1: COMPLETE + PRUNED trials the study should hold
     timeout_seconds: float | None = None  # stop starting new trials after this long
-    group_size: int = 8  # trials asked of the sampler at once; those sharing a batch size train stacked
+    group_size: int = (
+        8  # trials asked of the sampler at once; those sharing a batch size train stacked
+    )
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,14 @@ from sweep.trial_record import record_of
 class TrialProgress:
     """A tqdm bar over the study's budget, advanced as each trial ends."""
 
-    def __init__(self, *, total: int, done: int, study_name: str) -> None:
+    def __init__(self, *, total: int, done: int, study_name: str, enabled: bool = True) -> None:
         self.bar = tqdm(
-            total=total, initial=done, desc=f"study {study_name}", unit="trial", file=sys.stderr
+            disable=not enabled,
+            total=total,
+            initial=done,
+            desc=f"study {study_name}",
+            unit="trial",
+            file=sys.stderr,
         )
 
     def __call__(self, study: optuna.Study, session: object) -> None:

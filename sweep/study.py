@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import warnings
 from typing import Any
 
@@ -12,15 +13,18 @@ import optuna
 from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
+from search_spaces.spec_io import spec_from_dict, spec_to_dict
 from sweep.errors import UsageError
 from sweep.locations import sqlite_path
 from sweep.trial_params import grid_search_space
 
 SPACE_FINGERPRINT_ATTR = "space_fingerprint"
 CONTEXT_ATTR = "context"
+SPEC_ATTR = "spec"
 BUDGET_ATTR = "budget_trials"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-HEARTBEAT_SECONDS = 60
+# A worker records a heartbeat this often; one silent for 3x as long is taken for dead.
+HEARTBEAT_SECONDS = int(os.environ.get("SWEEP_HEARTBEAT_SECONDS", "60"))
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
@@ -142,8 +146,32 @@ def open_study(
     if SPACE_FINGERPRINT_ATTR not in study.user_attrs:
         study.set_user_attr(SPACE_FINGERPRINT_ATTR, space_fingerprint(spec))
         study.set_user_attr(CONTEXT_ATTR, context)
-    study.set_user_attr(BUDGET_ATTR, spec.budget.trials)
+    if study.user_attrs.get(SPEC_ATTR) != spec_to_dict(spec):
+        study.set_user_attr(SPEC_ATTR, spec_to_dict(spec))  # a joining worker needs no YAML
+        study.set_user_attr(BUDGET_ATTR, spec.budget.trials)
     return study
+
+
+def load_spec(storage_url: str, study_name: str) -> SweepSpec:
+    """The spec a study was created (or last resumed) with; raises UsageError if none."""
+    db_file = sqlite_path(storage_url)
+    if db_file is not None and not db_file.exists():
+        raise UsageError(
+            f"--storage {storage_url}: no such database; create the study with `sweep run`."
+        )
+    storage = make_storage(storage_url)
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError as err:
+        names = [s.study_name for s in storage.get_all_studies()]
+        raise UsageError(
+            f"--study {study_name!r} does not exist in {storage_url}; studies there: "
+            f"{', '.join(names) or 'none'}. Create it with `sweep run --study {study_name} ...`."
+        ) from err
+    stored = storage.get_study_user_attrs(study_id).get(SPEC_ATTR)
+    if stored is None:
+        raise UsageError(f"--study {study_name!r} was not created by batchsweep (no stored spec).")
+    return spec_from_dict(stored)
 
 
 def counted_trials(study: optuna.Study) -> int:

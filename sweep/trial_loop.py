@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
+from sweep.graceful_stop import GracefulStop
 from sweep.study import HEARTBEAT_SECONDS, counted_trials, grid_size
 from sweep.tracking import Tracker
 from sweep.trial_session import TrialSession
@@ -28,8 +30,10 @@ def run_trials(
     tracker: Tracker,
     *,
     on_trial_end: Callable[[optuna.Study, TrialSession], None],
+    stop: GracefulStop | None = None,
 ) -> None:
-    """Run trials until the study holds ``spec.budget.trials`` COMPLETE + PRUNED ones."""
+    """Run trials until the study holds ``spec.budget.trials`` COMPLETE + PRUNED ones, counting
+    the trials other workers are running, or until ``stop`` is requested."""
     budget = spec.budget.trials
     if spec.sampler.name == "grid":
         budget = min(budget, grid_size(spec))  # a grid point is never run twice
@@ -39,12 +43,14 @@ def run_trials(
         else time.monotonic() + spec.budget.timeout_seconds
     )
     metric_name = "accuracy" if data.task == "classification" else "r2"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # a dead worker's trials: FAILED, then retried
     row_ceiling: int | None = None  # lowered after an out-of-memory error
     while True:
-        remaining = budget - counted_trials(study)
+        if stop is not None and stop.requested:
+            return
+        taken = counted_trials(study) + len(
+            study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        )
+        remaining = budget - taken
         if remaining <= 0 or (deadline is not None and time.monotonic() >= deadline):
             return
         sessions: list[TrialSession] = []
@@ -64,7 +70,11 @@ def run_trials(
                     )
             heartbeat = _Heartbeat(study, sessions)
             for stack in _stacks(sessions, data):
-                row_ceiling = _train(stack, data, heartbeat, row_ceiling)
+                if stop is not None and stop.requested:
+                    for session in stack:  # not started: FAILED, so a resume runs them again
+                        session.fail(f"not started: stopped by {stop.requested}")
+                    continue
+                row_ceiling = _train(stack, data, heartbeat, row_ceiling, stop)
                 for session in stack:
                     on_trial_end(study, session)
         except BaseException as err:
@@ -104,13 +114,21 @@ class _Heartbeat:
 
 
 def _train(
-    stack: list[TrialSession], data: FoldData, heartbeat: _Heartbeat, row_ceiling: int | None
+    stack: list[TrialSession],
+    data: FoldData,
+    heartbeat: _Heartbeat,
+    row_ceiling: int | None,
+    stop: GracefulStop | None,
 ) -> int | None:
     """Train one stack and end its trials; returns the row ceiling for the stacks after it."""
 
     def on_epoch(index: int, report) -> bool:  # noqa: ANN001 - trainers.EpochReport
         heartbeat.beat()
-        return stack[index].on_epoch(report)
+        keep_going = stack[index].on_epoch(report)
+        if keep_going and stop is not None and stop.requested:
+            stack[index].prune_reason = f"stopped by {stop.requested} after epoch {report.epoch}"
+            return False
+        return keep_going
 
     try:
         outcomes = train_stack(

@@ -1,0 +1,42 @@
+"""Ctrl-C and SIGTERM: the first stops the sweep cleanly, the second at once.
+
+First signal: the running trials end at the close of their current epoch, pruned with the reason
+``stopped: ...``, and are recorded; trials not started yet are failed (they do not count, so a
+resume runs them again); the worker exits 0 and says how to resume. Second signal: a
+KeyboardInterrupt at once; the running trials are marked FAILED, never left RUNNING.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+
+class GracefulStop:
+    """Installs itself as the SIGINT/SIGTERM handler while used as a context manager."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None  # the signal's name once one came
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> GracefulStop:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is not None:
+            raise KeyboardInterrupt(f"second {name}")
+        self.requested = name
+        print(
+            f"\n{name}: finishing the current epoch, then stopping cleanly "
+            "(send it again to stop at once).",
+            file=sys.stderr,
+            flush=True,
+        )
