@@ -59,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
     )
 
+    run.add_argument(
+        "--workers", type=int, default=1, help="worker processes on this host sharing the study"
+    )
+    run.add_argument(
+        "--gpus", help="'all' or a list like 0,1: one worker per GPU (sets CUDA_VISIBLE_DEVICES)"
+    )
+
+    worker = commands.add_parser(
+        "worker", help="join an existing study in shared storage and run its trials"
+    )
+    worker.add_argument("--study", required=True, help="the study to join")
+    worker.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
+    )
+    worker.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
+    worker.add_argument("--device", help="auto, cpu, cuda or mps (default: the study's)")
+    worker.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     best = commands.add_parser("best", help="print or write a study's best config")
     best.add_argument("--study", required=True, help="study name")
     best.add_argument("--format", choices=("json", "yaml"), default="json")
@@ -83,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "best":
             return _best(args)
+        if args.command == "worker":
+            return _worker(args)
         return _ui_url(args)
     except UsageError as err:
         print(f"sweep {args.command}: error: {err}", file=sys.stderr)
@@ -101,13 +125,48 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.seed is not None:  # one seed for the split, weights, shuffles and the sampler
         overrides["sampler.seed"] = ("--seed", args.seed)
-    run_sweep(
+    outcome = run_sweep(
         RunOptions(
             space=args.space,
             study=args.study,
             overrides=overrides,
             storage=args.storage,
             tracking_uri=args.tracking_uri,
+            workers=args.workers,
+            gpus=_gpu_list(args.gpus),
+        )
+    )
+    return max(outcome.worker_exit_codes, default=0)
+
+
+def _gpu_list(text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return ()
+    if text == "all":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--gpus all: no CUDA device is visible. Use --workers N on the CPU.")
+        return tuple(range(torch.cuda.device_count()))
+    try:
+        gpus = tuple(int(part) for part in text.split(","))
+    except ValueError as err:
+        raise UsageError(f"--gpus {text!r}: use 'all' or indices like 0,1.") from err
+    if any(gpu < 0 for gpu in gpus) or len(set(gpus)) != len(gpus):
+        raise UsageError(f"--gpus {text!r}: indices must be distinct and >= 0.")
+    return gpus
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from sweep.runner import WorkerOptions, run_worker
+
+    run_worker(
+        WorkerOptions(
+            study=args.study,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+            device=args.device,
+            show_progress=not args.no_progress,
         )
     )
     return 0

@@ -7,9 +7,10 @@ typo costs nothing and leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from search_spaces import SpaceError, SweepSpec, load_space
@@ -26,6 +27,19 @@ class RunOptions:
     overrides: dict[str, tuple[str, Any]] = field(default_factory=dict)
     storage: str | None = None
     tracking_uri: str | None = None
+    workers: int = 1  # worker processes on this host (one per GPU with gpus)
+    gpus: tuple[int, ...] = ()  # CUDA device indices, one worker each
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What ``sweep worker`` was asked for: join an existing study and run its trials."""
+
+    study: str
+    storage: str | None = None
+    tracking_uri: str | None = None
+    device: str | None = None  # default: the device the study's space names
+    show_progress: bool = True
 
 
 @dataclass(frozen=True)
@@ -38,44 +52,62 @@ class SweepOutcome:
     trials_run: int
     counted_trials: int
     budget: int
+    worker_exit_codes: tuple[int, ...] = ()  # with --workers: each worker process's exit status
 
 
 def run_sweep(options: RunOptions) -> SweepOutcome:
     """Validate, then run the study to its budget. Raises UsageError on any bad input."""
+    if options.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {options.workers}.")
     plan = _validate(options)
     _quiet_library_logs()
+    if options.workers > 1 or options.gpus:
+        from sweep.launcher import launch_workers
+
+        return launch_workers(plan, workers=options.workers, gpus=options.gpus)
     from sweep.study_session import run_validated  # heavy imports only once input is valid
 
     return run_validated(**plan)
 
 
-def _validate(options: RunOptions) -> dict[str, Any]:
-    from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
+def run_worker(options: WorkerOptions) -> SweepOutcome:
+    """Join a study in shared storage and run trials until its budget is met by all workers."""
+    from sweep.study import load_spec
 
+    storage_url = resolve_storage(options.storage)
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    _check_storage_url(storage_url)
+    _check_tracking_uri(tracking_uri)
+    spec = load_spec(storage_url, options.study)
+    # Workers sharing a study must not draw the same sequence of trials from the same seed.
+    worker_seed = int.from_bytes(os.urandom(4), "big")
+    spec = replace(spec, sampler=replace(spec.sampler, seed=worker_seed))
+    if options.device is not None:
+        spec = replace(spec, training=replace(spec.training, device=options.device))
+    dataset, folds, device = _load_data(spec, device_flag="--device" if options.device else None)
+    _quiet_library_logs()
+    from sweep.study_session import run_validated
+
+    return run_validated(
+        spec=spec,
+        dataset=dataset,
+        folds=folds,
+        device=device,
+        study_name=options.study,
+        storage_url=storage_url,
+        tracking_uri=tracking_uri,
+        resuming=True,
+        show_progress=options.show_progress,
+    )
+
+
+def _validate(options: RunOptions) -> dict[str, Any]:
     try:
         spec: SweepSpec = load_space(options.space, overrides=options.overrides)
     except SpaceError as err:
         raise UsageError(str(err)) from err
-    try:
-        dataset = load_dataset(
-            spec.dataset.source,
-            target=spec.dataset.target,
-            task=spec.dataset.task,
-            n_samples=spec.dataset.n_samples,
-            n_features=spec.dataset.n_features,
-            noise=spec.dataset.noise,
-            seed=spec.dataset.seed,
-        )
-        folds = make_folds(
-            dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed
-        )
-    except DataError as err:
-        raise UsageError(f"{spec.path}: {err}") from err
-    try:
-        device = resolve_device(spec.training.device)
-    except DeviceError as err:
-        flag = options.overrides.get("training.device", (f"{spec.path}: training.device",))[0]
-        raise UsageError(f"{flag}: {err}") from err
+    device_flag = options.overrides.get("training.device", (None,))[0]
+    dataset, folds, device = _load_data(spec, device_flag=device_flag)
     storage_url = resolve_storage(options.storage)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     _check_storage_url(storage_url)
@@ -94,6 +126,32 @@ def _validate(options: RunOptions) -> dict[str, Any]:
         "tracking_uri": tracking_uri,
         "resuming": resuming,
     }
+
+
+def _load_data(spec: SweepSpec, *, device_flag: str | None) -> tuple:
+    """The data set, its folds and the device, or a UsageError naming the file or flag."""
+    from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
+
+    try:
+        dataset = load_dataset(
+            spec.dataset.source,
+            target=spec.dataset.target,
+            task=spec.dataset.task,
+            n_samples=spec.dataset.n_samples,
+            n_features=spec.dataset.n_features,
+            noise=spec.dataset.noise,
+            seed=spec.dataset.seed,
+        )
+        folds = make_folds(
+            dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed
+        )
+    except DataError as err:
+        raise UsageError(f"{spec.path}: {err}") from err
+    try:
+        device = resolve_device(spec.training.device)
+    except DeviceError as err:
+        raise UsageError(f"{device_flag or f'{spec.path}: training.device'}: {err}") from err
+    return dataset, folds, device
 
 
 def _check_storage_url(url: str) -> None:

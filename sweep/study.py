@@ -146,8 +146,11 @@ def open_study(
     if SPACE_FINGERPRINT_ATTR not in study.user_attrs:
         study.set_user_attr(SPACE_FINGERPRINT_ATTR, space_fingerprint(spec))
         study.set_user_attr(CONTEXT_ATTR, context)
-    if study.user_attrs.get(SPEC_ATTR) != spec_to_dict(spec):
-        study.set_user_attr(SPEC_ATTR, spec_to_dict(spec))  # a joining worker needs no YAML
+    stored = study.user_attrs.get(SPEC_ATTR)
+    # A joining worker needs no YAML. A resume may change the budget; a worker's own sampler
+    # seed and device stay its own.
+    if stored is None or stored["budget"] != spec_to_dict(spec)["budget"]:
+        study.set_user_attr(SPEC_ATTR, spec_to_dict(spec))
         study.set_user_attr(BUDGET_ATTR, spec.budget.trials)
     return study
 

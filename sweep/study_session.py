@@ -74,7 +74,9 @@ def run_validated(
             reap_runs(study, tracker)
             finish_parent(tracker, study, status)
     ran = counted_trials(study) - done
-    if stop.requested:
+    if not show_progress:  # a worker of a launcher, which prints the summary itself
+        say(f"worker done: {ran} trial(s) in {time.perf_counter() - started:.1f} s.")
+    elif stop.requested:
         say(
             f"\nStopped by {stop.requested}: {counted_trials(study)}/{spec.budget.trials} trials "
             f"done, every finished trial is saved. Resume with the same command, or with\n"
@@ -123,4 +125,3 @@ def print_summary(study: optuna.Study, *, ran: int, seconds: float) -> None:
 
 def say(message: str) -> None:
     print(message, file=sys.stdout, flush=True)
-
