@@ -193,6 +193,8 @@ def _check_tracking_uri(uri: str) -> None:
 
 
 def _quiet_library_logs() -> None:
+    # MLflow prints two lines per run it ends on a tracking server; the sweep prints its own.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

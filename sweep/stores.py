@@ -27,7 +27,7 @@ def open_stores(
     tracking_uri: str,
 ) -> tuple[optuna.Study, Tracker]:
     """The study and a tracker whose parent run is the study's (created here if missing)."""
-    with creation_lock(storage_url, study_name):
+    with creation_lock(storage_url):
         tracker = Tracker(tracking_uri, study_name)
         study = open_study(
             spec, study_name=study_name, storage_url=storage_url, context=_context(spec, dataset)

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
 from search_spaces.spec_io import spec_from_dict, spec_to_dict
+from sweep.creation_lock import creation_lock
 from sweep.errors import UsageError
 from sweep.locations import sqlite_path
 from sweep.trial_params import grid_search_space
@@ -32,7 +33,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     db_file = sqlite_path(url)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    # Creating the tables of a new database is not safe from two processes at once.
+    with creation_lock(url), warnings.catch_warnings():
         # Heartbeats have been "experimental" since Optuna 2.9; they are what we rely on.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(

@@ -59,9 +59,16 @@ def run_trials(
                 # Optuna beats heartbeats only inside study.optimize; _Heartbeat does it here.
                 warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
                 for _ in range(min(spec.budget.group_size, remaining)):
+                    trial = study.ask()
+                    _record_heartbeat(
+                        study, trial
+                    )  # from its first moment, a trial can be found dead
+                    if _over_budget(study, trial, budget):
+                        break
                     sessions.append(
                         TrialSession(
                             study,
+                            trial,
                             spec,
                             tracker,
                             metric_name=metric_name,
@@ -81,6 +88,25 @@ def run_trials(
             for session in sessions:
                 session.fail(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
             raise
+
+
+def _record_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
+    storage = study._storage  # noqa: SLF001 - Optuna exposes heartbeats only here
+    if hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval() is not None:
+        storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
+
+
+def _over_budget(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
+    """Two workers may ask for the last trial at once. The one whose trial has the higher number
+    gives it back (FAILED, with the reason; failed trials do not count), so the budget is exact."""
+    taken = study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    )
+    if sum(other.number <= trial.number for other in taken) <= budget:
+        return False
+    trial.set_user_attr("surplus", "another worker took the study's last trial first")
+    study.tell(trial, state=TrialState.FAIL)
+    return True
 
 
 def _stacks(sessions: list[TrialSession], data: FoldData) -> list[list[TrialSession]]:

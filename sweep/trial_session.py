@@ -30,6 +30,7 @@ class TrialSession:
     def __init__(
         self,
         study: optuna.Study,
+        trial: optuna.Trial,
         spec: SweepSpec,
         tracker: Tracker,
         *,
@@ -37,7 +38,7 @@ class TrialSession:
         report_to_pruner: bool = True,
     ) -> None:
         self.study, self.tracker = study, tracker
-        self.trial = study.ask()
+        self.trial = trial
         self.params: dict[str, Any] = suggest_params(self.trial, spec.search)
         self.config: TrainConfig = train_config(self.params, spec)
         self.metric_name = metric_name  # "r2" or "accuracy"

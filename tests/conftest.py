@@ -50,3 +50,41 @@ def tiny_space(
     """A search space small enough for an end-to-end test in about a second."""
     text = TINY_SPACE.format(name=name, epochs=epochs, trials=trials, lr=lr, optimizers=optimizers)
     return write_space(folder, name, text)
+
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards.
+
+    Outside CI the test is skipped when no server answers; in CI (``CI`` set) that is a failure,
+    since .ci/run starts the server.
+    """
+    import os
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin_url = os.environ.get("SWEEP_TEST_POSTGRES", POSTGRES_ADMIN_URL)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as err:
+        admin.dispose()
+        message = f"no PostgreSQL server answers at {admin_url}: {err.orig}"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must start it: see .ci/run)")
+        pytest.skip(message)
+    name = f"sweep_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
