@@ -17,18 +17,24 @@ EPOCHS ?=
 FOLDS ?=
 DATASET ?=
 DEVICE ?=
+WORKERS ?=
 ARGS ?=
 UI_PORT ?= 5000
+SERVER_PORT ?= 5000
+# The tracking server's SQL backend: SQLite under mlruns/ by default, or postgresql://...
+SERVER_BACKEND ?= sqlite:///mlruns/mlflow.db
 
 SWEEP_FLAGS = --space $(SPACE) $(if $(STUDY),--study $(STUDY)) $(if $(TRIALS),--trials $(TRIALS)) \
 	$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FOLDS),--folds $(FOLDS)) \
-	$(if $(DATASET),--dataset $(DATASET)) $(if $(DEVICE),--device $(DEVICE)) $(ARGS)
+	$(if $(DATASET),--dataset $(DATASET)) $(if $(DEVICE),--device $(DEVICE)) \
+	$(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
-.PHONY: help install sweep ui best test lint clean bench bench-gpu
+.PHONY: help install sweep worker server ui best test lint clean bench bench-gpu
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: SPACE STUDY TRIALS EPOCHS FOLDS DATASET DEVICE ARGS (sweep); TORCH_SPEC (install)"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: SPACE STUDY TRIALS EPOCHS FOLDS DATASET DEVICE WORKERS ARGS (sweep);"
+	@echo "             SERVER_BACKEND SERVER_PORT (server); TORCH_SPEC (install)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +47,15 @@ install: $(STAMP) ## create .venv in the repo and install batchsweep with its de
 
 sweep: $(STAMP) ## run (or resume) a sweep: SPACE=default TRIALS= EPOCHS= FOLDS= DATASET= DEVICE= ARGS=
 	$(BIN)/sweep run $(SWEEP_FLAGS)
+
+worker: $(STAMP) ## join STUDY in shared storage: make worker STUDY=name ARGS="--storage postgresql://..."
+	@test -n "$(STUDY)" || { echo "make worker needs STUDY=<name> (and usually ARGS=\"--storage URL\")"; exit 2; }
+	$(BIN)/sweep worker --study $(STUDY) $(if $(DEVICE),--device $(DEVICE)) $(ARGS)
+
+server: $(STAMP) ## MLflow tracking server on 127.0.0.1:SERVER_PORT, SQL backend SERVER_BACKEND, artifacts in mlruns/
+	@mkdir -p mlruns/artifacts
+	$(BIN)/mlflow server --backend-store-uri $(SERVER_BACKEND) --artifacts-destination mlruns/artifacts \
+		--host 127.0.0.1 --port $(SERVER_PORT)
 
 ui: $(STAMP) ## start the MLflow UI on 127.0.0.1 over mlruns/ and print the newest study's URL
 	@mkdir -p mlruns

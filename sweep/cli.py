@@ -136,7 +136,9 @@ def _run(args: argparse.Namespace) -> int:
             gpus=_gpu_list(args.gpus),
         )
     )
-    return max(outcome.worker_exit_codes, default=0)
+    if outcome.counted_trials < outcome.budget and any(outcome.worker_exit_codes):
+        return 1  # workers died and the budget is not met: resume
+    return 0
 
 
 def _gpu_list(text: str | None) -> tuple[int, ...]:

@@ -92,8 +92,10 @@ def launch_workers(plan: dict[str, Any], *, workers: int, gpus: tuple[int, ...])
     finish_parent(tracker, study, status)
     print_summary(study, ran=counted_trials(study) - done, seconds=time.perf_counter() - started)
     failed = [code for code in codes if code != 0]
-    if failed:
+    if failed and counted_trials(study) < spec.budget.trials:
         say(f"{len(failed)} worker(s) exited with status {failed}; rerun to resume the study.")
+    elif failed:
+        say(f"{len(failed)} worker(s) exited with status {failed}; the others met the budget.")
     return SweepOutcome(
         study_name=plan["study_name"],
         storage_url=plan["storage_url"],

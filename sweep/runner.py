@@ -177,6 +177,8 @@ def _check_tracking_uri(uri: str) -> None:
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
                 response.read()
+        except urllib.error.HTTPError:
+            return  # it answered (401 behind basic auth, say): reachable
         except (urllib.error.URLError, OSError) as err:
             raise UsageError(
                 f"--tracking-uri / $MLFLOW_TRACKING_URI: the MLflow server at {uri} is unreachable "

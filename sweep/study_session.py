@@ -44,7 +44,7 @@ def run_validated(
     study, tracker = open_stores(
         spec, dataset, study_name=study_name, storage_url=storage_url, tracking_uri=tracking_uri
     )
-    fail_stale_trials(study)
+    fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
     reap_runs(study, tracker)
     done = counted_trials(study)
     remaining = max(0, spec.budget.trials - done)

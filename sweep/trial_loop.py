@@ -47,6 +47,7 @@ def run_trials(
     while True:
         if stop is not None and stop.requested:
             return
+        _fail_stale_trials(study)  # a dead worker's trial: FAILED and re-queued, then run here
         taken = counted_trials(study) + len(
             study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         )
@@ -88,6 +89,12 @@ def run_trials(
             for session in sessions:
                 session.fail(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
             raise
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _record_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
