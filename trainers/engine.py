@@ -25,7 +25,7 @@ from torch import Tensor
 
 from trainers.fold_data import FoldData, epoch_orders
 from trainers.manual_backward import loss_and_grad
-from trainers.memory import max_step_rows
+from trainers.memory import bytes_per_row, max_step_rows
 from trainers.stacked_mlp import StackedMLP
 from trainers.stacked_optim import StackedOptimizer
 from trainers.train_config import CVResult, EpochReport, TrainConfig, TrainingDiverged
@@ -150,6 +150,10 @@ class _StackRun:
         steps = torch.arange(self.n_steps, device=device).unsqueeze(1)
         self.fold_active = (steps < self.fold_steps.unsqueeze(0)).unsqueeze(2)  # (steps, folds, 1)
         self.model = StackedMLP(data.n_features, data.n_outputs, first.model)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        self.stack_size = len(configs)
+        self.max_chunks = 1
         self.max_rows = max_step_rows(self.model, device)
         if max_rows is not None:
             self.max_rows = max(1, min(self.max_rows, max_rows))
@@ -194,6 +198,7 @@ class _StackRun:
         self._train_loss_sum.zero_()
         dropout = self.generator if self.configs[self.live[0]].model.dropout > 0 else None
         chunk = self.chunk_size(n_live)
+        self.max_chunks = max(self.max_chunks, math.ceil(self.batch_size / chunk))
         for step in range(self.n_steps):
             start = step * self.batch_size
             stop = min(start + self.batch_size, rows.shape[1])
@@ -309,9 +314,32 @@ class _StackRun:
         self.flat, self.optimizers, self.live = new_flat, kept_optimizers, survivors
         self._train_loss_sum = torch.zeros(new_flat.shape[0], device=new_flat.device)
 
+    def peak_memory(self) -> tuple[int, str]:
+        """The stack's peak device memory: CUDA's own count, or an estimate from tensor sizes
+        (data, parameters with optimizer state, and one step's activations) elsewhere."""
+        device = self.data.device
+        if device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(device)), "cuda peak allocated"
+        data_bytes = sum(
+            t.numel() * t.element_size()
+            for t in (
+                self.data.inputs,
+                self.data.targets,
+                self.data.val_inputs,
+                self.data.val_targets,
+            )
+        )
+        n_models = self.stack_size * self.n_folds
+        state_copies = 1 + max((len(o.state) for o in self.optimizers), default=0)
+        param_bytes = n_models * self.model.n_params * 4 * (state_copies + 1)  # + the gradient
+        rows = n_models * self.chunk_size(self.stack_size)
+        return data_bytes + param_bytes + rows * bytes_per_row(self.model), "estimate"
+
     def finish(self) -> list[StackOutcome]:
-        for index in self.live:
+        peak_bytes, memory_kind = self.peak_memory()
+        for position, index in enumerate(self.live):
             curves = self.curves[index]
+            rows = slice(position * self.n_folds, (position + 1) * self.n_folds)
             self.outcomes[index] = StackOutcome(
                 result=CVResult(
                     metric_name="accuracy" if self.data.task == "classification" else "r2",
@@ -321,7 +349,12 @@ class _StackRun:
                     epoch_seconds=np.asarray(self.epoch_seconds[: len(curves["train"])]),
                     batch_size=self.batch_size,
                     updates_per_epoch=self.n_steps,
-                    chunks_per_step=math.ceil(self.batch_size / self.chunk_size(1)),
+                    chunks_per_step=self.max_chunks,
+                    stack_size=self.stack_size,
+                    n_train_samples=sum(self.data.train_sizes),
+                    peak_memory_bytes=peak_bytes,
+                    memory_kind=memory_kind,
+                    final_params=self.flat[rows].clone(),
                 )
             )
         return [self.outcomes[index] for index in range(len(self.configs))]

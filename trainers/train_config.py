@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,11 @@ class CVResult:
     batch_size: int  # the batch size actually used (full-batch resolved to the largest fold)
     updates_per_epoch: int
     chunks_per_step: int = 1  # > 1 when a batch did not fit the device and was accumulated
+    stack_size: int = 1  # trials trained together with this one (epoch_seconds is the stack's)
+    n_train_samples: int = 0  # training samples per epoch, summed over the folds
+    peak_memory_bytes: int = 0  # the stack's peak device memory (see memory_kind)
+    memory_kind: str = "estimate"  # "cuda peak allocated", or "estimate" (tensor sizes) elsewhere
+    final_params: Any = None  # torch.Tensor (n_folds, n_params): each fold model's last weights
 
     @property
     def fold_val_loss(self) -> np.ndarray:
