@@ -46,6 +46,8 @@ class Provenance:
     dataset: str
     data_fingerprint: str
     versions: dict[str, str] = field(default_factory=dict)
+    selection_rule: str = "argmin"  # how the batch size was chosen: one-standard-error or argmin
+    argmin_trial_number: int | None = None  # the trial with the lowest CV loss overall
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from sweep.batch_size_summary import BatchSizeRow
+from sweep.batch_size_report import BatchSizeChoice, BatchSizeRow
 from sweep.trial_record import record_of
+from trainers.noise_scale import NoiseScale
 
 
 class TrialProgress:
@@ -58,14 +59,62 @@ def trials_table(trials: list[FrozenTrial], *, limit: int = 8) -> str:
     return "\n".join(lines)
 
 
-def batch_size_table(rows: list[BatchSizeRow]) -> str:
-    lines = [
-        f"{'batch':>6}  {'done':>4}  {'pruned':>6}  {'best cv val loss':>18}  {'metric':>7}  {'s/epoch':>8}"
-    ]
+def batch_size_table(rows: list[BatchSizeRow], choice: BatchSizeChoice | None) -> str:
+    """The batch-size report as a terminal table, with the chosen batch size under it."""
+    header = (
+        f"{'batch':>6} {'done':>4} {'pruned':>6} {'best cv loss':>17} {'median cv loss':>17} "
+        f"{'metric':>7} {'gap':>7} {'upd/ep':>7} {'s/epoch':>8} {'samples/s':>10} "
+        f"{'memory':>9} {'conv.ep':>7}"
+    )
+    lines = [header]
     for row in rows:
         lines.append(
-            f"{row.batch_size:>6}  {row.completed:>4}  {row.pruned:>6}  "
-            f"{row.best_cv_val_loss:>9.4f} ± {row.best_cv_val_loss_std:<6.4f}  "
-            f"{row.best_metric:>7.3f}  {row.median_epoch_seconds:>8.4f}"
+            f"{row.batch_size:>6} {row.completed:>4} {row.pruned:>6} "
+            f"{_pm(row.best_cv_loss, row.best_cv_loss_std):>17} "
+            f"{_pm(row.median_cv_loss, row.median_cv_loss_std):>17} "
+            f"{row.best_cv_metric:>7.3f} {row.generalisation_gap:>7.3f} {row.updates_per_epoch:>7.0f} "
+            f"{row.seconds_per_epoch:>8.4f} {row.samples_per_second:>10,.0f} "
+            f"{_bytes(row.peak_memory_bytes):>9} {row.epochs_to_converge:>7.0f}"
+        )
+    kinds = {row.memory_kind for row in rows}
+    lines.append(
+        "cv loss: mean ± std over folds; gap: validation - training loss of the best trial; "
+        "s/epoch: each trial's share of its stack; memory: "
+        + (
+            "CUDA peak allocated"
+            if kinds == {"cuda peak allocated"}
+            else "estimated from tensor sizes"
+        )
+        + " per trial; conv.ep: epochs to within 1% of the best loss"
+    )
+    if choice is not None:
+        lines.append(
+            f"best batch size: {choice.batch_size} ({choice.rule} rule: largest batch within "
+            f"{choice.threshold:.4f}); lowest CV loss at batch {choice.argmin_batch_size}"
         )
     return "\n".join(lines)
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def _bytes(value: float) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def noise_line(noise: NoiseScale) -> str:
+    value = (
+        "n/a (no measurable signal)" if noise.b_simple == float("inf") else f"{noise.b_simple:,.0f}"
+    )
+    return (
+        f"critical batch size (gradient noise scale B_simple, McCandlish et al. 2018): {value}"
+        f"  [|G|^2={noise.gradient_sq_norm:.3g}, tr(Sigma)={noise.trace_covariance:.3g}, "
+        f"measured at batch {noise.small_batch} and {noise.big_batch} on the best config]"
+    )

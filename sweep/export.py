@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from sweep.best_config import BestConfig, Provenance, library_versions
 from sweep.errors import UsageError
 from sweep.locations import resolve_storage, sqlite_path
+from sweep.selection import recommended_trial
 from sweep.study import CONTEXT_ATTR
 from sweep.trial_record import record_of
 from trainers import OptimizerConfig
@@ -32,14 +33,18 @@ def best_config_from_study(study_name: str, *, storage: str | None = None) -> Be
         raise UsageError(
             f"--study {study_name!r} does not exist in {url}. Studies there: {', '.join(names) or 'none'}."
         ) from err
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    recommended = recommended_trial(study)
+    if recommended is None:
         raise UsageError(
             f"--study {study_name!r} has no completed trial yet; run or resume it first."
         )
-    return best_config_from_trial(study, study.best_trial)
+    trial, choice = recommended
+    return best_config_from_trial(study, trial, rule=choice.rule)
 
 
-def best_config_from_trial(study: optuna.Study, trial: FrozenTrial) -> BestConfig:
+def best_config_from_trial(
+    study: optuna.Study, trial: FrozenTrial, *, rule: str = "argmin"
+) -> BestConfig:
     context = study.user_attrs[CONTEXT_ATTR]
     params = trial.params
     optimizer = OptimizerConfig(
@@ -72,5 +77,7 @@ def best_config_from_trial(study: optuna.Study, trial: FrozenTrial) -> BestConfi
             dataset=context["dataset"],
             data_fingerprint=context["data_fingerprint"],
             versions=library_versions(),
+            selection_rule=rule,
+            argmin_trial_number=study.best_trial.number,
         ),
     )

@@ -8,8 +8,10 @@ KeyboardInterrupt at once; the running trials are marked FAILED, never left RUNN
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 
 
@@ -19,6 +21,8 @@ class GracefulStop:
     def __init__(self) -> None:
         self.requested: str | None = None  # the signal's name once one came
         self._previous: dict[int, object] = {}
+        self._shield_depth = 0
+        self._interrupt_pending = False
 
     def __enter__(self) -> GracefulStop:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -29,9 +33,25 @@ class GracefulStop:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Run bookkeeping that must not be cut short (recording FAILED states, ending runs): a
+        second signal during it takes effect when it is done."""
+        self._shield_depth += 1
+        try:
+            yield
+        finally:
+            self._shield_depth -= 1
+            if self._shield_depth == 0 and self._interrupt_pending:
+                self._interrupt_pending = False
+                raise KeyboardInterrupt("second signal")
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.requested is not None:
+            if self._shield_depth:
+                self._interrupt_pending = True
+                return
             raise KeyboardInterrupt(f"second {name}")
         self.requested = name
         print(

@@ -21,6 +21,7 @@ from sweep.sqlite_tuning import tune_sqlite_connections
 from sweep.stores import open_stores
 from sweep.study import counted_trials
 from sweep.study_session import end_status, print_summary, say
+from trainers import prepare_folds
 
 
 def worker_command(plan: dict[str, Any], device: str) -> list[str]:
@@ -89,8 +90,11 @@ def launch_workers(plan: dict[str, Any], *, workers: int, gpus: tuple[int, ...])
     codes = [process.returncode for process in processes]
     reap_runs(study, tracker)
     status = end_status(study, spec.budget.trials, stopped=any(codes))
-    finish_parent(tracker, study, status)
-    print_summary(study, ran=counted_trials(study) - done, seconds=time.perf_counter() - started)
+    data = prepare_folds(plan["dataset"], plan["folds"], device=plan["device"])
+    report = finish_parent(tracker, study, status, spec=spec, data=data)
+    print_summary(
+        study, report, ran=counted_trials(study) - done, seconds=time.perf_counter() - started
+    )
     failed = [code for code in codes if code != 0]
     if failed and counted_trials(study) < spec.budget.trials:
         say(f"{len(failed)} worker(s) exited with status {failed}; rerun to resume the study.")

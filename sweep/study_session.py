@@ -15,7 +15,6 @@ from optuna.trial import TrialState
 
 from search_spaces import SweepSpec
 from sweep import console
-from sweep.batch_size_summary import batch_size_rows
 from sweep.graceful_stop import GracefulStop
 from sweep.parent_summary import finish_parent
 from sweep.reaper import reap_runs
@@ -23,6 +22,7 @@ from sweep.runner import SweepOutcome
 from sweep.sqlite_tuning import tune_sqlite_connections
 from sweep.stores import open_stores
 from sweep.study import counted_trials
+from sweep.study_report import StudyReport
 from sweep.trial_loop import run_trials
 from trainers import Dataset, Fold, prepare_folds
 
@@ -71,8 +71,9 @@ def run_validated(
             raise
         finally:
             progress.close()
-            reap_runs(study, tracker)
-            finish_parent(tracker, study, status)
+            with stop.shielded():
+                reap_runs(study, tracker)
+                report = finish_parent(tracker, study, status, spec=spec, data=data)
     ran = counted_trials(study) - done
     if not show_progress:  # a worker of a launcher, which prints the summary itself
         say(f"worker done: {ran} trial(s) in {time.perf_counter() - started:.1f} s.")
@@ -83,7 +84,7 @@ def run_validated(
             f"  sweep worker --study {study_name} --storage {storage_url}"
         )
     else:
-        print_summary(study, ran=ran, seconds=time.perf_counter() - started)
+        print_summary(study, report, ran=ran, seconds=time.perf_counter() - started)
     return SweepOutcome(
         study_name=study_name,
         storage_url=storage_url,
@@ -113,10 +114,12 @@ def fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def print_summary(study: optuna.Study, *, ran: int, seconds: float) -> None:
+def print_summary(study: optuna.Study, report: StudyReport, *, ran: int, seconds: float) -> None:
     trials = study.get_trials(deepcopy=False)
     say("\n" + console.trials_table(trials))
-    say("\nPer batch size:\n" + console.batch_size_table(batch_size_rows(trials)))
+    say("\nPer batch size:\n" + console.batch_size_table(report.rows, report.choice))
+    if report.noise is not None:
+        say(console.noise_line(report.noise))
     say(
         f"\n{ran} trial(s) in {seconds:.1f} s. "
         f"Browse: make ui   Export: sweep best --study {study.study_name}"

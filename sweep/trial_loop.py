@@ -7,6 +7,7 @@ to spread the asked trials out while they run.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -86,8 +87,9 @@ def run_trials(
                 for session in stack:
                     on_trial_end(study, session)
         except BaseException as err:
-            for session in sessions:
-                session.fail(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+            with stop.shielded() if stop is not None else contextlib.nullcontext():
+                for session in sessions:
+                    session.fail(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
             raise
 
 

@@ -67,7 +67,8 @@ class TrialSession:
         self.train_loss.append(float(report.train_loss.mean()))
         self.val_loss.append(cv_val_loss)
         self.val_metric.append(float(report.val_metric.mean()))
-        self.epoch_seconds.append(report.epoch_seconds)
+        # The stack's epoch is shared by its trials: each is charged its share.
+        self.epoch_seconds.append(report.epoch_seconds / report.stack_size)
         step = report.epoch
         metric = f"val_{self.metric_name}"
         self.run.metric_dict(
@@ -75,7 +76,8 @@ class TrialSession:
                 "train_loss": self.train_loss[-1],
                 "val_loss": cv_val_loss,
                 metric: self.val_metric[-1],
-                "epoch_seconds": report.epoch_seconds,
+                "epoch_seconds": self.epoch_seconds[-1],
+                "stack_size": report.stack_size,
                 "lr": report.lr,
             },
             step,
@@ -151,10 +153,19 @@ class TrialSession:
             "updates_per_epoch": result.updates_per_epoch,
             "resolved_batch_size": result.batch_size,
             "chunks_per_step": result.chunks_per_step,
+            "fold_val_loss": [float(v) for v in result.fold_val_loss],
+            "stack_size": result.stack_size,
+            "n_train_samples": result.n_train_samples,
+            "peak_memory_bytes": result.peak_memory_bytes,
+            "memory_kind": result.memory_kind,
         }
         self.record.update(summary)
         self.run.metric_dict(
-            {key.replace("cv_metric", f"cv_{metric}"): value for key, value in summary.items()}
+            {
+                key.replace("cv_metric", f"cv_{metric}"): value
+                for key, value in summary.items()
+                if isinstance(value, (int, float))
+            }
         )
         for fold, (loss, score) in enumerate(zip(result.fold_val_loss, result.fold_val_metric)):
             self.run.metric_dict(

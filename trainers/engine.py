@@ -281,6 +281,7 @@ class _StackRun:
                         val_metric=metric[position],
                         epoch_seconds=seconds,
                         lr=self.configs[index].optimizer.lr * lr_scale,
+                        stack_size=len(self.live),
                     ),
                 )
             )

@@ -52,8 +52,9 @@ class EpochReport:
     train_loss: np.ndarray  # mean of the epoch's batch losses
     val_loss: np.ndarray
     val_metric: np.ndarray  # R² (regression) or accuracy (classification)
-    epoch_seconds: float
+    epoch_seconds: float  # the whole stack's epoch
     lr: float
+    stack_size: int = 1  # trials that trained in the stack during this epoch
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""The whole batch-size report of a study, and its place in the parent MLflow run: the table
+(CSV and JSON), its key figures as metrics, the chosen batch size, the critical batch size from the
+gradient noise scale, and the figures."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial
+
+from search_spaces import SweepSpec
+from sweep.batch_size_report import (
+    BatchSizeChoice,
+    BatchSizeRow,
+    as_metrics,
+    batch_size_rows,
+    choose_batch_size,
+    rows_as_csv,
+)
+from sweep.best_config import ARTIFACT_FILE
+from sweep.export import best_config_from_trial
+from sweep.report_figures import close_all, report_figures
+from sweep.selection import recommended_trial
+from sweep.study import BUDGET_ATTR, counted_trials
+from sweep.tracking import RunBuffer, Tracker
+from sweep.trial_params import train_config
+from sweep.trial_record import MLFLOW_RUN_ATTR
+from trainers import FoldData, train_folds
+from trainers.noise_scale import NoiseScale, fold_noise_scale
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    rows: list[BatchSizeRow]
+    choice: BatchSizeChoice | None
+    recommended: FrozenTrial | None  # the best trial at the chosen batch size
+    noise: NoiseScale | None  # measured on the recommended config, retrained once
+    noise_note: str = ""  # why there is no noise scale, when there is none
+
+    @property
+    def critical_batch_size(self) -> float:
+        return self.noise.b_simple if self.noise is not None else math.nan
+
+    def as_dict(self) -> dict:
+        return {
+            "rows": [row.as_dict() for row in self.rows],
+            "best_batch_size": self.choice.batch_size if self.choice else None,
+            "rule": self.choice.rule if self.choice else None,
+            "argmin_batch_size": self.choice.argmin_batch_size if self.choice else None,
+            "one_se_threshold": self.choice.threshold if self.choice else None,
+            "critical_batch_size": None if self.noise is None else _finite(self.noise.b_simple),
+            "gradient_noise": None
+            if self.noise is None
+            else {
+                "b_simple": _finite(self.noise.b_simple),
+                "gradient_sq_norm": self.noise.gradient_sq_norm,
+                "trace_covariance": self.noise.trace_covariance,
+                "small_batch": self.noise.small_batch,
+                "big_batch": self.noise.big_batch,
+                "draws": self.noise.draws,
+            },
+            "noise_note": self.noise_note,
+        }
+
+
+def build_report(study: optuna.Study, *, spec: SweepSpec, data: FoldData | None) -> StudyReport:
+    """The table and the choice; with ``data``, also the gradient noise scale of the best config."""
+    rows = batch_size_rows(study.get_trials(deepcopy=False))
+    recommended = recommended_trial(study)
+    if recommended is None:
+        return StudyReport(rows, choose_batch_size(rows), None, None, "no completed trial")
+    trial, choice = recommended
+    if data is None:
+        return StudyReport(rows, choice, trial, None, "data not loaded for this report")
+    config = train_config(trial.params, spec)
+    try:
+        result = train_folds(data, config)
+        noise = fold_noise_scale(data, config.model, result.final_params[0], seed=spec.cv.seed)
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return StudyReport(
+            rows, choice, trial, None, "out of device memory retraining the best config"
+        )
+    return StudyReport(rows, choice, trial, noise)
+
+
+def log_report(tracker: Tracker, study: optuna.Study, report: StudyReport) -> None:
+    """Write the report into the study's parent run (the caller drains the writer first)."""
+    buffer = tracker.parent_buffer()
+    buffer.metric_dict(as_metrics(report.rows))
+    buffer.metric("counted_trials", counted_trials(study))
+    dicts: dict[str, dict] = {"batch_size_report.json": report.as_dict()}
+    if report.noise is not None and math.isfinite(report.noise.b_simple):
+        buffer.metric("critical_batch_size", report.noise.b_simple)
+    if report.recommended is not None and report.choice is not None:
+        trial = report.recommended
+        best = best_config_from_trial(study, trial, rule=report.choice.rule)
+        if counted_trials(study) >= study.user_attrs.get(BUDGET_ATTR, 0):
+            buffer.param_dict(
+                {
+                    "best_batch_size": best.batch_size,
+                    "best_lr": best.lr,
+                    "best_optimizer": best.optimizer,
+                }
+            )
+        buffer.tag_dict(
+            {
+                "best_batch_size": best.batch_size,
+                "best_batch_size_rule": report.choice.rule,
+                "argmin_batch_size": report.choice.argmin_batch_size,
+                "best_trial_number": trial.number,
+                "best_trial_run_id": trial.user_attrs.get(MLFLOW_RUN_ATTR, ""),
+            }
+        )
+        buffer.metric_dict({"best_cv_val_loss": trial.value, "best_trial_number": trial.number})
+        dicts[ARTIFACT_FILE] = best.to_dict()
+    _drop_params_already_logged(buffer)
+    buffer.flush()
+    tracker.drain()
+    tracker.client.log_text(
+        tracker.parent_run_id, rows_as_csv(report.rows), "batch_size_report.csv"
+    )
+    figures = report_figures(study, report.rows, report.choice)
+    try:
+        tracker.log_parent_artifacts(dicts=dicts, figures=figures)
+    finally:
+        close_all(figures)
+
+
+def _drop_params_already_logged(buffer: RunBuffer) -> None:
+    """MLflow params are write-once. A study whose budget is raised later may find a new best:
+    its params keep the first value, while the tags and best_config.json follow the current best."""
+    existing = buffer.client.get_run(buffer.run_id).data.params
+    buffer.params = [
+        p for p in buffer.params if p.key not in existing or existing[p.key] == p.value
+    ]
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
