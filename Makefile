@@ -29,7 +29,7 @@ SWEEP_FLAGS = --space $(SPACE) $(if $(STUDY),--study $(STUDY)) $(if $(TRIALS),--
 	$(if $(DATASET),--dataset $(DATASET)) $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
-.PHONY: help install sweep worker server ui best test lint clean bench bench-gpu
+.PHONY: help install sweep worker server ui best report compare test lint clean bench bench-gpu
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +64,15 @@ ui: $(STAMP) ## start the MLflow UI on 127.0.0.1 over mlruns/ and print the newe
 
 best: $(STAMP) ## print the best config of STUDY (default: the space's name) as JSON
 	$(BIN)/sweep best --study $(or $(STUDY),$(SPACE)) $(ARGS)
+
+report: $(STAMP) ## print the batch-size report of STUDY (default: the space's name), write its figures
+	$(BIN)/sweep report --study $(or $(STUDY),$(SPACE))
+
+compare: $(STAMP) ## the article's experiment (full vs 64 vs 1) on its synthetic data and on diabetes, with reports
+	$(BIN)/sweep run --space seed_article --study seed_article $(ARGS)
+	$(BIN)/sweep report --study seed_article
+	$(BIN)/sweep run --space seed_article --study seed_article_diabetes --dataset diabetes $(ARGS)
+	$(BIN)/sweep report --study seed_article_diabetes
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest $(ARGS)

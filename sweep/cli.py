@@ -90,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
     )
 
+    report = commands.add_parser(
+        "report", help="print a study's batch-size report, write its figures, log it to MLflow"
+    )
+    report.add_argument("--study", required=True, help="study name")
+    report.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
+    )
+    report.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
+    report.add_argument(
+        "-o", "--output", type=Path, help="folder for the files (default: mlruns/reports/STUDY)"
+    )
+
     ui_url = commands.add_parser(
         "ui-url", help="print the MLflow UI address of the newest study's runs"
     )
@@ -107,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _best(args)
         if args.command == "worker":
             return _worker(args)
+        if args.command == "report":
+            return _report(args)
         return _ui_url(args)
     except UsageError as err:
         print(f"sweep {args.command}: error: {err}", file=sys.stderr)
@@ -189,6 +207,19 @@ def _best(args: argparse.Namespace) -> int:
     else:
         write_atomically(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sweep.locations import resolve_storage, resolve_tracking_uri
+    from sweep.report_command import run_report
+
+    run_report(
+        args.study,
+        storage_url=resolve_storage(args.storage),
+        tracking_uri=resolve_tracking_uri(args.tracking_uri),
+        output=args.output,
+    )
     return 0
 
 

@@ -1,0 +1,61 @@
+"""``sweep report --study NAME``: the batch-size report of a stored study, printed, written to a
+folder, and logged to the study's parent MLflow run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+
+from sweep import console
+from sweep.batch_size_report import rows_as_csv
+from sweep.errors import UsageError
+from sweep.report_figures import close_all, report_figures
+from sweep.runner import _check_storage_url, _check_tracking_uri, _load_data, _quiet_library_logs
+from sweep.study import load_spec, make_storage
+from sweep.study_report import StudyReport, build_report, log_report
+from sweep.tracking import PARENT_RUN_ATTR, Tracker
+from trainers import prepare_folds
+
+
+def run_report(
+    study_name: str, *, storage_url: str, tracking_uri: str, output: Path | None
+) -> StudyReport:
+    _check_storage_url(storage_url)
+    _check_tracking_uri(tracking_uri)
+    spec = load_spec(storage_url, study_name)
+    dataset, folds, device = _load_data(spec, device_flag=None)
+    _quiet_library_logs()
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
+    report = build_report(study, spec=spec, data=prepare_folds(dataset, folds, device=device))
+    if not report.rows:
+        raise UsageError(f"--study {study_name!r} has no finished trial yet; nothing to report.")
+    print(console.batch_size_table(report.rows, report.choice))
+    if report.noise is not None:
+        print(console.noise_line(report.noise))
+    elif report.noise_note:
+        print(f"critical batch size: not measured ({report.noise_note})")
+    folder = output or Path("mlruns") / "reports" / study_name
+    _write_files(folder, study, report)
+    print(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")
+    parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent_run_id:
+        tracker = Tracker(tracking_uri, study_name)
+        tracker.parent_run_id = parent_run_id
+        log_report(tracker, study, report)
+        tracker.drain()
+        print(f"logged to MLflow run {parent_run_id} ({tracking_uri})")
+    return report
+
+
+def _write_files(folder: Path, study: optuna.Study, report: StudyReport) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "batch_size_report.csv").write_text(rows_as_csv(report.rows))
+    (folder / "batch_size_report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    figures = report_figures(study, report.rows, report.choice)
+    try:
+        for name, figure in figures.items():
+            figure.savefig(folder / name, dpi=110)
+    finally:
+        close_all(figures)
