@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.runner import RunOptions, run_sweep
+from sweep.selection import recommended_trial
 from sweep.trial_record import record_of
 from tests.conftest import tiny_space
 
@@ -43,7 +44,7 @@ def test_sweep_writes_study_parent_run_and_nested_trial_runs(workdir: Path) -> N
     assert parent.info.status == "FINISHED"
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
 
-    best = study.best_trial
+    best, _choice = recommended_trial(study)  # the best trial of the 1-SE batch size
     assert parent.data.params["best_batch_size"] == str(best.params["batch_size"])
     assert parent.data.tags["best_batch_size"] == str(best.params["batch_size"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -113,8 +114,11 @@ def test_best_config_round_trips_through_file_study_and_mlflow(workdir: Path, ca
     assert from_study.to_dict()["batch_size"] == printed["batch_size"]
 
     study = optuna.load_study(study_name="export", storage=STORAGE)
-    assert from_study.provenance.trial_number == study.best_trial.number
-    assert from_study.lr == pytest.approx(study.best_trial.params["lr"])
+    recommended, choice = recommended_trial(study)
+    assert from_study.provenance.trial_number == recommended.number
+    assert from_study.provenance.selection_rule == choice.rule
+    assert from_study.provenance.argmin_trial_number == study.best_trial.number
+    assert from_study.lr == pytest.approx(recommended.params["lr"])
     assert from_study.provenance.n_folds == 3
 
     import torch
