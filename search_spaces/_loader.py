@@ -21,7 +21,9 @@ import yaml
 from search_spaces.spec import (
     ACTIVATIONS,
     DEVICES,
+    LR_SCALING_RULES,
     NAMED_DATASETS,
+    OBJECTIVES,
     OPTIMIZERS,
     PRUNERS,
     SAMPLERS,
@@ -33,6 +35,7 @@ from search_spaces.spec import (
     FloatChoices,
     FloatParam,
     FloatRange,
+    LrScaling,
     ModelSpec,
     SamplerSpec,
     SearchSpec,
@@ -730,7 +733,64 @@ class _Validator:
                 "{low: 0.5, high: 0.99}",
                 "[0.0, 0.9]",
             )
+        if m.get("lr_scaling") is not None:
+            spec["lr_scaling"] = self.lr_scaling(m["lr_scaling"])
         return SearchSpec(**spec)
+
+    def lr_scaling(self, value: object) -> LrScaling:
+        if not isinstance(value, Mapping):
+            self.fail(
+                "search.lr_scaling",
+                "must be a mapping",
+                value,
+                "Write e.g. lr_scaling: {rule: auto, reference_batch_size: 32}.",
+            )
+        unknown = sorted(set(value) - {"rule", "reference_batch_size"})
+        if unknown:
+            self.fail(
+                f"search.lr_scaling.{unknown[0]}",
+                "is not a setting (allowed: rule, reference_batch_size)",
+                value[unknown[0]],
+                "Remove it.",
+            )
+        spec: dict[str, Any] = {}
+        if "rule" in value:
+            spec["rule"] = self.choice("search.lr_scaling.rule", value["rule"], LR_SCALING_RULES)
+        if "reference_batch_size" in value:
+            spec["reference_batch_size"] = self.integer(
+                "search.lr_scaling.reference_batch_size", value["reference_batch_size"], 1
+            )
+        return LrScaling(**spec)
+
+    def objectives(
+        self, raw: Mapping[str, Any], pruner: str, sampler: SamplerSpec
+    ) -> tuple[str, ...]:
+        value = raw.get("objectives", ["cv_loss"])
+        names = self.nonempty_list("objectives", value, "[cv_loss, epoch_seconds]")
+        for name in names:
+            self.choice("objectives", name, OBJECTIVES)
+        if names[0] != "cv_loss" or len(set(names)) != len(names):
+            self.fail(
+                "objectives",
+                "must start with cv_loss and name each objective once",
+                value,
+                "Use [cv_loss] or [cv_loss, epoch_seconds].",
+            )
+        if len(names) > 1 and pruner != "none":
+            self.fail(
+                "pruner",
+                "must be none when there are several objectives (Optuna cannot prune those)",
+                pruner,
+                "Set pruner: none, or use objectives: [cv_loss].",
+            )
+        if len(names) > 1 and sampler.name == "cmaes":
+            self.fail(
+                "sampler.name",
+                "cmaes handles one objective only",
+                sampler.name,
+                "Use tpe, random, grid or gp with several objectives.",
+            )
+        return tuple(names)
 
     def sampler(self, raw: Mapping[str, Any]) -> SamplerSpec:
         value = raw.get("sampler")
@@ -791,6 +851,7 @@ class _Validator:
             pruner = self.choice("pruner", raw["pruner"], PRUNERS)
         else:
             pruner = SweepSpec.pruner
+        objectives = self.objectives(raw, pruner, sampler)
         budget = self.budget(raw)
         if sampler.name == "grid":
             examples = {
@@ -810,6 +871,7 @@ class _Validator:
             sampler=sampler,
             pruner=pruner,
             budget=budget,
+            objectives=objectives,
         )
 
 

@@ -74,6 +74,20 @@ class TrainingSpec:
     device: str = "auto"  # one of DEVICES
 
 
+LR_SCALING_RULES = ("auto", "linear", "sqrt", "none")
+OBJECTIVES = ("cv_loss", "epoch_seconds")
+
+
+@dataclass(frozen=True)
+class LrScaling:
+    """Couple the learning rate to the batch size: the sampled ``lr`` is the rate at
+    ``reference_batch_size``; a trial with batch b trains at lr * (b / reference) ** power."""
+
+    rule: str = "auto"  # linear (Goyal et al. 2017), sqrt (Malladi et al. 2022), none, or auto:
+    #                     linear for sgd and momentum, sqrt for adam, adamw and rmsprop
+    reference_batch_size: int = 32
+
+
 @dataclass(frozen=True)
 class SearchSpec:
     batch_size: tuple[BatchChoice, ...]  # ints >= 1 and/or "full"
@@ -81,6 +95,7 @@ class SearchSpec:
     optimizer: tuple[str, ...]  # names from OPTIMIZERS
     weight_decay: FloatParam | None = None  # None: not searched, 0.0 (adamw: 0.01)
     momentum: FloatParam | None = None  # None: not searched, 0.9; used by momentum and rmsprop
+    lr_scaling: LrScaling | None = None  # None: lr is used as sampled, whatever the batch size
 
 
 @dataclass(frozen=True)
@@ -111,4 +126,7 @@ class SweepSpec:
     search: SearchSpec
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
     pruner: str = "median"  # one of PRUNERS
+    # ("cv_loss",) or ("cv_loss", "epoch_seconds"): the second makes a multi-objective study whose
+    # Pareto front trades CV score against time per epoch.
+    objectives: tuple[str, ...] = ("cv_loss",)
     budget: BudgetSpec = field(default_factory=BudgetSpec)

@@ -15,6 +15,7 @@ from search_spaces.spec import (
     DatasetSpec,
     FloatChoices,
     FloatRange,
+    LrScaling,
     ModelSpec,
     SamplerSpec,
     SearchSpec,
@@ -37,6 +38,8 @@ def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
     for name in ("lr", "weight_decay", "momentum"):
         search[name] = _float_param(search.get(name))
     search["batch_size"] = tuple(search["batch_size"])
+    if search.get("lr_scaling") is not None:
+        search["lr_scaling"] = LrScaling(**search["lr_scaling"])
     search["optimizer"] = tuple(search["optimizer"])
     model = dict(data["model"], hidden=tuple(data["model"]["hidden"]))
     return SweepSpec(
@@ -50,6 +53,7 @@ def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
         sampler=SamplerSpec(**data["sampler"]),
         pruner=data["pruner"],
         budget=BudgetSpec(**data["budget"]),
+        objectives=tuple(data.get("objectives", ("cv_loss",))),
     )
 
 

@@ -67,11 +67,33 @@ class BestConfig:
     schedule: dict[str, Any]  # {"name": none|cosine|step, "epochs": N, "step_size": N, "gamma": x}
     model: dict[str, Any]  # {"hidden": [...], "activation": ..., "dropout": ...} that was searched
     provenance: Provenance
+    # With lr_scaling in the search space: {"rule": linear|sqrt, "reference_batch_size": N,
+    # "base_lr": x, "full_batch_size": N}; lr_for() applies it. None: lr does not scale.
+    lr_scaling: dict[str, Any] | None = None
 
     @property
     def torch_optimizer(self) -> str:
         """The ``torch.optim`` class name, e.g. ``"Adam"``."""
         return _TORCH_CLASSES[self.optimizer]
+
+    def lr_for(self, batch_size: int | str) -> float:
+        """The learning rate for another batch size, by the sweep's scaling rule (if any).
+
+        Example:
+            >>> best.lr_for(256)  # linear rule, reference 32, base 0.01: 0.08
+        """
+        if self.lr_scaling is None:
+            return self.lr
+        from sweep.lr_scaling import scaled_lr
+
+        size = self.lr_scaling["full_batch_size"] if batch_size == "full" else int(batch_size)
+        return scaled_lr(
+            self.lr_scaling["base_lr"],
+            rule=self.lr_scaling["rule"],
+            optimizer=self.optimizer,
+            batch_size=size,
+            reference=self.lr_scaling["reference_batch_size"],
+        )
 
     def make_optimizer(self, params: Any) -> Any:
         """A ``torch.optim`` optimizer over ``params`` with the chosen LR and arguments."""

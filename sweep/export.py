@@ -8,6 +8,7 @@ from optuna.trial import FrozenTrial
 from sweep.best_config import BestConfig, Provenance, library_versions
 from sweep.errors import UsageError
 from sweep.locations import resolve_storage, sqlite_path
+from sweep.lr_scaling import resolve_rule
 from sweep.selection import recommended_trial
 from sweep.study import CONTEXT_ATTR
 from sweep.trial_record import record_of
@@ -47,16 +48,25 @@ def best_config_from_trial(
 ) -> BestConfig:
     context = study.user_attrs[CONTEXT_ATTR]
     params = trial.params
+    record = record_of(trial)
     optimizer = OptimizerConfig(
         name=params["optimizer"],
-        lr=float(params["lr"]),
+        lr=float(record.get("effective_lr", params["lr"])),
         weight_decay=params.get("weight_decay"),
         momentum=params.get("momentum"),
     )
     kwargs = optimizer.torch_kwargs()
     kwargs.pop("lr")
-    record = record_of(trial)
+    scaling = context.get("lr_scaling")
     return BestConfig(
+        lr_scaling=None
+        if scaling is None
+        else {
+            "rule": resolve_rule(scaling["rule"], optimizer.name),
+            "reference_batch_size": scaling["reference_batch_size"],
+            "base_lr": float(params["lr"]),
+            "full_batch_size": context["full_batch_size"],
+        },
         batch_size=params["batch_size"],
         lr=optimizer.lr,
         optimizer=optimizer.name,

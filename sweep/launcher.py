@@ -48,6 +48,7 @@ def launch_workers(plan: dict[str, Any], *, workers: int, gpus: tuple[int, ...])
     study, tracker = open_stores(
         spec,
         plan["dataset"],
+        plan["folds"],
         study_name=plan["study_name"],
         storage_url=plan["storage_url"],
         tracking_uri=plan["tracking_uri"],

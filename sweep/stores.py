@@ -15,12 +15,13 @@ from search_spaces import SweepSpec
 from sweep.creation_lock import creation_lock
 from sweep.study import open_study
 from sweep.tracking import PARENT_RUN_ATTR, Tracker
-from trainers import Dataset
+from trainers import Dataset, Fold
 
 
 def open_stores(
     spec: SweepSpec,
     dataset: Dataset,
+    folds: list[Fold],
     *,
     study_name: str,
     storage_url: str,
@@ -30,7 +31,10 @@ def open_stores(
     with creation_lock(storage_url):
         tracker = Tracker(tracking_uri, study_name)
         study = open_study(
-            spec, study_name=study_name, storage_url=storage_url, context=_context(spec, dataset)
+            spec,
+            study_name=study_name,
+            storage_url=storage_url,
+            context=_context(spec, dataset, folds),
         )
         existing = study.user_attrs.get(PARENT_RUN_ATTR)
         parent_run_id = tracker.open_parent(
@@ -43,7 +47,7 @@ def open_stores(
     return study, tracker
 
 
-def _context(spec: SweepSpec, dataset: Dataset) -> dict[str, Any]:
+def _context(spec: SweepSpec, dataset: Dataset, folds: list[Fold]) -> dict[str, Any]:
     """What an exported best config needs beyond the trial's own params."""
     return {
         "schedule": {
@@ -58,6 +62,10 @@ def _context(spec: SweepSpec, dataset: Dataset) -> dict[str, Any]:
         "dataset": dataset.name,
         "data_fingerprint": dataset.fingerprint,
         "task": dataset.task,
+        "full_batch_size": max(len(fold.train_idx) for fold in folds),
+        "lr_scaling": None
+        if spec.search.lr_scaling is None
+        else dataclasses.asdict(spec.search.lr_scaling),
     }
 
 

@@ -75,7 +75,7 @@ def build_report(study: optuna.Study, *, spec: SweepSpec, data: FoldData | None)
     trial, choice = recommended
     if data is None:
         return StudyReport(rows, choice, trial, None, "data not loaded for this report")
-    config = train_config(trial.params, spec)
+    config = train_config(trial.params, spec, full_batch_size=max(data.train_sizes))
     try:
         result = train_folds(data, config)
         noise = fold_noise_scale(data, config.model, result.final_params[0], seed=spec.cv.seed)

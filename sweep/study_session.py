@@ -42,7 +42,12 @@ def run_validated(
     tune_sqlite_connections()
     data = prepare_folds(dataset, folds, device=device)
     study, tracker = open_stores(
-        spec, dataset, study_name=study_name, storage_url=storage_url, tracking_uri=tracking_uri
+        spec,
+        dataset,
+        folds,
+        study_name=study_name,
+        storage_url=storage_url,
+        tracking_uri=tracking_uri,
     )
     fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
     reap_runs(study, tracker)

@@ -74,6 +74,7 @@ def run_trials(
                             spec,
                             tracker,
                             metric_name=metric_name,
+                            full_batch_size=max(data.train_sizes),
                             report_to_pruner=spec.pruner != "none",
                         )
                     )

@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 
 from search_spaces.spec import FloatChoices, FloatParam, FloatRange, SearchSpec, SweepSpec
+from sweep.lr_scaling import scaled_lr
 from trainers import MLPConfig, OptimizerConfig, TrainConfig
 
 # Optimizers whose update uses a momentum coefficient.
@@ -45,15 +46,33 @@ def grid_search_space(search: SearchSpec) -> dict[str, list[Any]]:
     return grid
 
 
-def train_config(params: dict[str, Any], spec: SweepSpec) -> TrainConfig:
-    """The trainer's plain config for one trial's parameters."""
+def effective_lr(params: dict[str, Any], spec: SweepSpec, *, full_batch_size: int) -> float:
+    """The trial's learning rate: as sampled, or scaled to its batch size by ``lr_scaling``."""
+    scaling = spec.search.lr_scaling
+    if scaling is None:
+        return float(params["lr"])
+    batch_size = full_batch_size if params["batch_size"] == "full" else int(params["batch_size"])
+    return scaled_lr(
+        float(params["lr"]),
+        rule=scaling.rule,
+        optimizer=params["optimizer"],
+        batch_size=batch_size,
+        reference=scaling.reference_batch_size,
+    )
+
+
+def train_config(params: dict[str, Any], spec: SweepSpec, *, full_batch_size: int) -> TrainConfig:
+    """The trainer's plain config for one trial's parameters.
+
+    ``full_batch_size`` is the largest training fold, the batch size ``full`` stands for.
+    """
     batch_size = params["batch_size"]
     return TrainConfig(
         batch_size=None if batch_size == "full" else int(batch_size),
         epochs=spec.training.epochs,
         optimizer=OptimizerConfig(
             name=params["optimizer"],
-            lr=float(params["lr"]),
+            lr=effective_lr(params, spec, full_batch_size=full_batch_size),
             weight_decay=params.get("weight_decay"),
             momentum=params.get("momentum"),
         ),

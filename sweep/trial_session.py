@@ -35,20 +35,27 @@ class TrialSession:
         tracker: Tracker,
         *,
         metric_name: str,
+        full_batch_size: int,
         report_to_pruner: bool = True,
     ) -> None:
         self.study, self.tracker = study, tracker
         self.trial = trial
         self.params: dict[str, Any] = suggest_params(self.trial, spec.search)
-        self.config: TrainConfig = train_config(self.params, spec)
+        self.config: TrainConfig = train_config(self.params, spec, full_batch_size=full_batch_size)
         self.metric_name = metric_name  # "r2" or "accuracy"
+        logged = dict(self.params)
+        if spec.search.lr_scaling is not None:  # "lr" is then the rate at the reference batch size
+            logged["effective_lr"] = self.config.optimizer.lr
         self.run: RunBuffer = tracker.start_trial(
-            self.trial.number, self.params, {"study": study.study_name}
+            self.trial.number, logged, {"study": study.study_name}
         )
         self.trial.set_user_attr(MLFLOW_RUN_ATTR, self.run.run_id)
         # Without a pruner, Optuna needs no per-epoch report: the curves travel in the record.
         self.report_to_pruner = report_to_pruner
-        self.record: dict[str, Any] = {"metric_name": metric_name}
+        self.record: dict[str, Any] = {
+            "metric_name": metric_name,
+            "effective_lr": self.config.optimizer.lr,
+        }
         self.train_loss: list[float] = []
         self.val_loss: list[float] = []
         self.val_metric: list[float] = []
