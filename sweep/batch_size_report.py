@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.objectives import cv_loss
 from sweep.trial_record import record_of, val_loss_curve
 
 CONVERGENCE_TOLERANCE = 0.01  # "converged": within 1% of the trial's best validation loss
@@ -68,7 +69,7 @@ def batch_size_rows(trials: list[FrozenTrial]) -> list[BatchSizeRow]:
 
 
 def _row(size: str, group: list[FrozenTrial]) -> BatchSizeRow:
-    complete = sorted((t for t in group if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    complete = sorted((t for t in group if t.state == TrialState.COMPLETE), key=cv_loss)
     best = record_of(complete[0]) if complete else {}
     median = record_of(complete[(len(complete) - 1) // 2]) if complete else {}
     records = [record_of(t) for t in group]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 import optuna
@@ -10,6 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from sweep.batch_size_report import BatchSizeChoice, BatchSizeRow
+from sweep.objectives import argmin_trial, cv_loss
 from sweep.trial_record import record_of
 from trainers.noise_scale import NoiseScale
 
@@ -29,8 +29,9 @@ class TrialProgress:
 
     def __call__(self, study: optuna.Study, session: object) -> None:
         self.bar.update(1)
-        with contextlib.suppress(ValueError):  # no completed trial yet
-            self.bar.set_postfix(best=f"{study.best_value:.4g}", refresh=False)
+        best = argmin_trial(study)
+        if best is not None:
+            self.bar.set_postfix(best=f"{cv_loss(best):.4g}", refresh=False)
 
     def close(self) -> None:
         self.bar.close()
@@ -39,9 +40,7 @@ class TrialProgress:
 def trials_table(trials: list[FrozenTrial], *, limit: int = 8) -> str:
     """The best trials first, then a count of the rest."""
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    complete = sorted(
-        (t for t in finished if t.state == TrialState.COMPLETE), key=lambda t: t.value
-    )
+    complete = sorted((t for t in finished if t.state == TrialState.COMPLETE), key=cv_loss)
     lines = [
         f"{'trial':>5}  {'batch':>6}  {'optimizer':<9}  {'lr':>9}  {'cv val loss':>17}  {'metric':>15}"
     ]
@@ -49,7 +48,7 @@ def trials_table(trials: list[FrozenTrial], *, limit: int = 8) -> str:
         record = record_of(trial)
         lines.append(
             f"{trial.number:>5}  {trial.params['batch_size']!s:>6}  {trial.params['optimizer']:<9}  "
-            f"{trial.params['lr']:>9.3g}  {trial.value:>8.4f} ± {record['cv_val_loss_std']:<6.4f}  "
+            f"{trial.params['lr']:>9.3g}  {cv_loss(trial):>8.4f} ± {record['cv_val_loss_std']:<6.4f}  "
             f"{record['metric_name']} {record['cv_metric']:>7.3f}"
         )
     pruned = len(finished) - len(complete)
@@ -118,3 +117,15 @@ def noise_line(noise: NoiseScale) -> str:
         f"  [|G|^2={noise.gradient_sq_norm:.3g}, tr(Sigma)={noise.trace_covariance:.3g}, "
         f"measured at batch {noise.small_batch} and {noise.big_batch} on the best config]"
     )
+
+
+def pareto_table(front: list[dict]) -> str:
+    """A multi-objective study's Pareto front: no trial is both faster and better than these."""
+    lines = ["Pareto front (CV loss vs seconds per epoch):",
+             f"{'trial':>5}  {'batch':>6}  {'optimizer':<9}  {'lr':>9}  {'cv loss':>8}  {'s/epoch':>9}"]  # fmt: skip
+    for point in front:
+        lines.append(
+            f"{point['trial_number']:>5}  {point['batch_size']:>6}  {point['optimizer']:<9}  "
+            f"{point['lr']:>9.3g}  {point['cv_loss']:>8.4f}  {point['epoch_seconds']:>9.5f}"
+        )
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from sweep.best_config import BestConfig, Provenance, library_versions
 from sweep.errors import UsageError
 from sweep.locations import resolve_storage, sqlite_path
 from sweep.lr_scaling import resolve_rule
+from sweep.objectives import argmin_trial, cv_loss
 from sweep.selection import recommended_trial
 from sweep.study import CONTEXT_ATTR
 from sweep.trial_record import record_of
@@ -76,7 +77,7 @@ def best_config_from_trial(
         provenance=Provenance(
             study=study.study_name,
             trial_number=trial.number,
-            cv_val_loss=float(trial.value),
+            cv_val_loss=cv_loss(trial),
             cv_val_loss_std=record["cv_val_loss_std"],
             metric_name=record["metric_name"],
             cv_metric=record["cv_metric"],
@@ -88,6 +89,6 @@ def best_config_from_trial(
             data_fingerprint=context["data_fingerprint"],
             versions=library_versions(),
             selection_rule=rule,
-            argmin_trial_number=study.best_trial.number,
+            argmin_trial_number=argmin_trial(study).number,
         ),
     )

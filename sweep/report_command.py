@@ -36,6 +36,8 @@ def run_report(
         print(console.noise_line(report.noise))
     elif report.noise_note:
         print(f"critical batch size: not measured ({report.noise_note})")
+    if report.pareto:
+        print(console.pareto_table(report.pareto))
     folder = output or Path("mlruns") / "reports" / study_name
     _write_files(folder, study, report)
     print(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")

@@ -15,6 +15,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from sweep.batch_size_report import BatchSizeChoice, BatchSizeRow  # noqa: E402
 from sweep.learning_curves_plot import learning_curves_figure  # noqa: E402
+from sweep.objectives import cv_loss, is_multi_objective  # noqa: E402
 from sweep.trial_record import record_of  # noqa: E402
 
 
@@ -94,7 +95,7 @@ def _lr_figure(study: optuna.Study) -> Figure:
         points = axis.scatter(
             batch,
             [t.params["lr"] for t in complete],
-            c=[t.value for t in complete],
+            c=[cv_loss(t) for t in complete],
             cmap="viridis_r",
         )
         figure.colorbar(points, ax=axis, label="CV validation loss")
@@ -111,18 +112,27 @@ def _lr_figure(study: optuna.Study) -> Figure:
 def _optuna_figures(study: optuna.Study) -> dict[str, Figure]:
     """Optuna's own optimization history and parameter importances (matplotlib backend)."""
     figures: dict[str, Figure] = {}
+    target = {"target": cv_loss, "target_name": "CV loss"} if is_multi_objective(study) else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the matplotlib backend is "experimental"
         try:
-            axis = optuna.visualization.matplotlib.plot_optimization_history(study)
+            axis = optuna.visualization.matplotlib.plot_optimization_history(study, **target)
             figures["optimization_history.png"] = axis.figure
         except (ValueError, RuntimeError):
             pass
         if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 3:
             try:
-                axis = optuna.visualization.matplotlib.plot_param_importances(study)
+                axis = optuna.visualization.matplotlib.plot_param_importances(study, **target)
                 figures["param_importances.png"] = axis.figure
             except (ValueError, RuntimeError):  # e.g. a parameter that never varied
+                pass
+        if is_multi_objective(study):
+            try:
+                axis = optuna.visualization.matplotlib.plot_pareto_front(
+                    study, target_names=["CV loss", "seconds per epoch"]
+                )
+                figures["pareto_front.png"] = axis.figure
+            except (ValueError, RuntimeError):
                 pass
     for figure in figures.values():
         figure.set_size_inches(8, 5)

@@ -7,6 +7,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.batch_size_report import BatchSizeChoice, batch_size_rows, choose_batch_size
+from sweep.objectives import cv_loss
 
 
 def recommended_trial(study: optuna.Study) -> tuple[FrozenTrial, BatchSizeChoice] | None:
@@ -16,4 +17,4 @@ def recommended_trial(study: optuna.Study) -> tuple[FrozenTrial, BatchSizeChoice
     if not complete or choice is None:
         return None
     at_choice = [t for t in complete if str(t.params["batch_size"]) == choice.batch_size]
-    return min(at_choice, key=lambda t: t.value), choice
+    return min(at_choice, key=cv_loss), choice

@@ -142,7 +142,7 @@ def open_study(
         sampler=make_sampler(spec),
         pruner=make_pruner(spec),
         study_name=study_name,
-        direction="minimize",
+        directions=["minimize"] * len(spec.objectives),
         load_if_exists=True,
     )
     if SPACE_FINGERPRINT_ATTR not in study.user_attrs:

@@ -5,7 +5,7 @@ gradient noise scale, and the figures."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 import torch
@@ -22,6 +22,7 @@ from sweep.batch_size_report import (
 )
 from sweep.best_config import ARTIFACT_FILE
 from sweep.export import best_config_from_trial
+from sweep.objectives import cv_loss, pareto_front
 from sweep.report_figures import close_all, report_figures
 from sweep.selection import recommended_trial
 from sweep.study import BUDGET_ATTR, counted_trials
@@ -39,6 +40,7 @@ class StudyReport:
     recommended: FrozenTrial | None  # the best trial at the chosen batch size
     noise: NoiseScale | None  # measured on the recommended config, retrained once
     noise_note: str = ""  # why there is no noise scale, when there is none
+    pareto: list[dict] = field(default_factory=list)  # multi-objective: loss vs time trade-off
 
     @property
     def critical_batch_size(self) -> float:
@@ -63,6 +65,7 @@ class StudyReport:
                 "draws": self.noise.draws,
             },
             "noise_note": self.noise_note,
+            "pareto_front": self.pareto,
         }
 
 
@@ -70,11 +73,12 @@ def build_report(study: optuna.Study, *, spec: SweepSpec, data: FoldData | None)
     """The table and the choice; with ``data``, also the gradient noise scale of the best config."""
     rows = batch_size_rows(study.get_trials(deepcopy=False))
     recommended = recommended_trial(study)
+    pareto = pareto_front(study)
     if recommended is None:
-        return StudyReport(rows, choose_batch_size(rows), None, None, "no completed trial")
+        return StudyReport(rows, choose_batch_size(rows), None, None, "no completed trial", pareto)
     trial, choice = recommended
     if data is None:
-        return StudyReport(rows, choice, trial, None, "data not loaded for this report")
+        return StudyReport(rows, choice, trial, None, "data not loaded for this report", pareto)
     config = train_config(trial.params, spec, full_batch_size=max(data.train_sizes))
     try:
         result = train_folds(data, config)
@@ -83,9 +87,9 @@ def build_report(study: optuna.Study, *, spec: SweepSpec, data: FoldData | None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return StudyReport(
-            rows, choice, trial, None, "out of device memory retraining the best config"
+            rows, choice, trial, None, "out of device memory retraining the best config", pareto
         )
-    return StudyReport(rows, choice, trial, noise)
+    return StudyReport(rows, choice, trial, noise, "", pareto)
 
 
 def log_report(tracker: Tracker, study: optuna.Study, report: StudyReport) -> None:
@@ -94,6 +98,11 @@ def log_report(tracker: Tracker, study: optuna.Study, report: StudyReport) -> No
     buffer.metric_dict(as_metrics(report.rows))
     buffer.metric("counted_trials", counted_trials(study))
     dicts: dict[str, dict] = {"batch_size_report.json": report.as_dict()}
+    if report.pareto:
+        dicts["pareto_front.json"] = {"trials": report.pareto}
+        buffer.tag_dict(
+            {"pareto_batch_sizes": ",".join(dict.fromkeys(p["batch_size"] for p in report.pareto))}
+        )
     if report.noise is not None and math.isfinite(report.noise.b_simple):
         buffer.metric("critical_batch_size", report.noise.b_simple)
     if report.recommended is not None and report.choice is not None:
@@ -116,7 +125,7 @@ def log_report(tracker: Tracker, study: optuna.Study, report: StudyReport) -> No
                 "best_trial_run_id": trial.user_attrs.get(MLFLOW_RUN_ATTR, ""),
             }
         )
-        buffer.metric_dict({"best_cv_val_loss": trial.value, "best_trial_number": trial.number})
+        buffer.metric_dict({"best_cv_val_loss": cv_loss(trial), "best_trial_number": trial.number})
         dicts[ARTIFACT_FILE] = best.to_dict()
     _drop_params_already_logged(buffer)
     buffer.flush()

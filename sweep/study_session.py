@@ -125,6 +125,8 @@ def print_summary(study: optuna.Study, report: StudyReport, *, ran: int, seconds
     say("\nPer batch size:\n" + console.batch_size_table(report.rows, report.choice))
     if report.noise is not None:
         say(console.noise_line(report.noise))
+    if report.pareto:
+        say("\n" + console.pareto_table(report.pareto))
     say(
         f"\n{ran} trial(s) in {seconds:.1f} s. "
         f"Browse: make ui   Export: sweep best --study {study.study_name}"

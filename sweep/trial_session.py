@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
+from sweep.objectives import objective_values
 from sweep.tracking import RunBuffer, Tracker
 from sweep.trial_params import suggest_params, train_config
 from sweep.trial_record import MLFLOW_RUN_ATTR, RECORD_ATTR
@@ -41,6 +42,7 @@ class TrialSession:
         self.study, self.tracker = study, tracker
         self.trial = trial
         self.params: dict[str, Any] = suggest_params(self.trial, spec.search)
+        self.objectives = spec.objectives
         self.config: TrainConfig = train_config(self.params, spec, full_batch_size=full_batch_size)
         self.metric_name = metric_name  # "r2" or "accuracy"
         logged = dict(self.params)
@@ -114,8 +116,10 @@ class TrialSession:
     def finish(self, outcome: StackOutcome) -> None:
         """Tell the study how the trial ended, and end its MLflow run to match."""
         if outcome.result is not None:
-            value = self._record_result(outcome.result)
-            self._end(TrialState.COMPLETE, "FINISHED", value=value)
+            loss = self._record_result(outcome.result)
+            seconds = float(np.median(self.epoch_seconds))
+            values = objective_values(self.objectives, loss=loss, epoch_seconds=seconds)
+            self._end(TrialState.COMPLETE, "FINISHED", values=values)
         elif outcome.diverged is not None:
             self.prune(f"diverged: {outcome.diverged}")
         else:
@@ -131,7 +135,7 @@ class TrialSession:
         self.run.tag_dict({"fail_reason": reason})
         self._end(TrialState.FAIL, "FAILED")
 
-    def _end(self, state: TrialState, run_status: str, value: float | None = None) -> None:
+    def _end(self, state: TrialState, run_status: str, values: list[float] | None = None) -> None:
         if self.done:
             return
         self.done = True
@@ -147,7 +151,7 @@ class TrialSession:
         self.trial.set_user_attr(RECORD_ATTR, self.record)
         self.run.metric("wall_seconds", wall_seconds)
         self.tracker.finish_run(self.run, run_status)
-        self.study.tell(self.trial, value, state=state)
+        self.study.tell(self.trial, values, state=state)
 
     def _record_result(self, result: CVResult) -> float:
         """Fold scores and the CV summary, on the trial and on its run."""

@@ -193,7 +193,10 @@ def test_ctrl_c_records_the_current_trial_and_leaves_nothing_running(
         assert record_of(last)["prune_reason"].startswith("stopped by SIGINT after epoch")
     else:
         assert worker.returncode == 130, output
-        assert study.trials[-1].state == TrialState.FAIL
-        assert {c.info.run_id: c.info.status for c in children}[
-            study.trials[-1].user_attrs["mlflow_run_id"]
-        ] == "FAILED"
+        # FAILED if the second signal cut the epoch short; PRUNED if the epoch had ended and
+        # the trial was being recorded, which the second signal does not interrupt.
+        last = study.trials[-1]
+        assert last.state in (TrialState.FAIL, TrialState.PRUNED)
+        expected = "FAILED" if last.state == TrialState.FAIL else "KILLED"
+        run_status = {c.info.run_id: c.info.status for c in children}
+        assert run_status[last.user_attrs["mlflow_run_id"]] == expected
