@@ -30,6 +30,14 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len(prefix) :])
 
 
+def spool_path_for(tracking_uri: str) -> Path:
+    """Where MLflow writes that failed for good wait to be sent: beside a SQLite store, else in
+    ``mlruns/`` of the working directory."""
+    db_file = sqlite_path(tracking_uri)
+    folder = db_file.parent if db_file is not None else DEFAULT_STORE_DIR
+    return folder / "mlflow_spool.jsonl"
+
+
 def artifact_root_for(tracking_uri: str) -> str | None:
     """Artifacts of a SQLite tracking store go in ``artifacts/`` beside its database file.
 

@@ -14,7 +14,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweep.locations import artifact_root_for
+from sweep.locations import artifact_root_for, spool_path_for
 from sweep.mlflow_writer import MlflowWriter
 
 # MLflow 3 opens experiments in its GenAI view unless told this is model training.
@@ -64,11 +64,8 @@ class RunBuffer:
             batch_tags, tags = tags[:MAX_PARAMS_TAGS_PER_BATCH], tags[MAX_PARAMS_TAGS_PER_BATCH:]
             room = MAX_ENTITIES_PER_BATCH - len(batch_params) - len(batch_tags)
             batch_metrics, metrics = metrics[:room], metrics[room:]
-            self.writer.submit(
-                f"log_batch to run {self.run_id}",
-                lambda m=batch_metrics, p=batch_params, t=batch_tags: self.client.log_batch(
-                    self.run_id, metrics=m, params=p, tags=t
-                ),
+            self.writer.log_batch(
+                self.run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags
             )
         self.metrics, self.params, self.tags = [], [], []
         self.last_flush = time.monotonic()
@@ -87,7 +84,8 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.experiment_id = self._experiment(experiment_name, artifact_root_for(tracking_uri))
         self.parent_run_id: str | None = None
-        self.writer = MlflowWriter()
+        self.writer = MlflowWriter(self.client, tracking_uri, spool_path_for(tracking_uri))
+        self.writer.replay_spool()  # what an earlier sweep could not send
 
     def _experiment(self, name: str, artifact_root: str | None) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -135,10 +133,7 @@ class Tracker:
     def finish_run(self, buffer: RunBuffer, status: str) -> None:
         """Flush what is buffered, then mark the run FINISHED, KILLED or FAILED (in that order)."""
         buffer.flush()
-        self.writer.submit(
-            f"set_terminated({status}) on run {buffer.run_id}",
-            lambda: self.client.set_terminated(buffer.run_id, status=status),
-        )
+        self.writer.set_terminated(buffer.run_id, status)
 
     def drain(self) -> None:
         """Wait for every queued write (see :class:`~sweep.mlflow_writer.MlflowWriter`)."""

@@ -61,34 +61,37 @@ def run_trials(
                 # Optuna beats heartbeats only inside study.optimize; _Heartbeat does it here.
                 warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
                 for _ in range(min(spec.budget.group_size, remaining)):
-                    trial = study.ask()
-                    _record_heartbeat(
-                        study, trial
-                    )  # from its first moment, a trial can be found dead
-                    if _over_budget(study, trial, budget):
-                        break
-                    sessions.append(
-                        TrialSession(
-                            study,
-                            trial,
-                            spec,
-                            tracker,
-                            metric_name=metric_name,
-                            full_batch_size=max(data.train_sizes),
-                            report_to_pruner=spec.pruner != "none",
+                    # Shielded: a trial asked is a session to end, never a RUNNING orphan.
+                    with _shield(stop):
+                        trial = study.ask()
+                        _record_heartbeat(
+                            study, trial
+                        )  # from its first moment it can be found dead
+                        if _over_budget(study, trial, budget):
+                            break
+                        sessions.append(
+                            TrialSession(
+                                study,
+                                trial,
+                                spec,
+                                tracker,
+                                metric_name=metric_name,
+                                full_batch_size=max(data.train_sizes),
+                                report_to_pruner=spec.pruner != "none",
+                            )
                         )
-                    )
             heartbeat = _Heartbeat(study, sessions)
             for stack in _stacks(sessions, data):
                 if stop is not None and stop.requested:
-                    for session in stack:  # not started: FAILED, so a resume runs them again
-                        session.fail(f"not started: stopped by {stop.requested}")
+                    with _shield(stop):  # not started: FAILED, so a resume runs them again
+                        for session in stack:
+                            session.fail(f"not started: stopped by {stop.requested}")
                     continue
                 row_ceiling = _train(stack, data, heartbeat, row_ceiling, stop)
                 for session in stack:
                     on_trial_end(study, session)
         except BaseException as err:
-            with stop.shielded() if stop is not None else contextlib.nullcontext():
+            with _shield(stop):
                 for session in sessions:
                     session.fail(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
             raise
@@ -177,12 +180,18 @@ def _train(
         batch_size = resolved_batch_size(stack[0].config, data)
         tried = min(row_ceiling or 2**62, len(stack) * data.n_folds * batch_size)
         row_ceiling = max(1, tried // 2)
-        for session in stack:
-            session.prune(
-                f"oom: out of device memory at batch_size={stack[0].params['batch_size']} "
-                f"({len(stack)} trials stacked); later steps hold at most {row_ceiling} rows"
-            )
+        with _shield(stop):
+            for session in stack:
+                session.prune(
+                    f"oom: out of device memory at batch_size={stack[0].params['batch_size']} "
+                    f"({len(stack)} trials stacked); later steps hold at most {row_ceiling} rows"
+                )
         return row_ceiling
-    for session, outcome in zip(stack, outcomes):
-        session.finish(outcome)
+    with _shield(stop):  # recording a trial's end is not cut short by a second Ctrl-C
+        for session, outcome in zip(stack, outcomes):
+            session.finish(outcome)
     return row_ceiling
+
+
+def _shield(stop: GracefulStop | None):  # noqa: ANN202 - a context manager
+    return stop.shielded() if stop is not None else contextlib.nullcontext()

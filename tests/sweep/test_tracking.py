@@ -70,3 +70,31 @@ def test_failed_writes_are_retried_in_order(workdir: Path, monkeypatch) -> None:
     finished = tracker.client.get_run(run.run_id)
     assert finished.data.metrics["val_loss"] == 0.5
     assert finished.info.status == "FINISHED"
+
+
+def test_writes_that_fail_for_good_are_spooled_and_replayed(workdir: Path, monkeypatch) -> None:
+    from sweep import mlflow_writer
+
+    monkeypatch.setattr(mlflow_writer, "RETRY_DELAYS_SECONDS", (0.01,))
+    tracker = Tracker("sqlite:///mlruns/mlflow.db", "spool")
+    tracker.open_parent(existing_run_id=None, tags={"study": "spool"})
+    run = tracker.start_trial(0, {}, {})
+    tracker.drain()
+    real_log_batch, real_set_terminated = run.client.log_batch, run.client.set_terminated
+
+    def server_down(*args, **kwargs):
+        raise ConnectionError("tracking server unreachable")
+
+    run.client.log_batch = run.client.set_terminated = server_down
+    run.metric("val_loss", 0.25, 3)
+    tracker.finish_run(run, "FINISHED")
+    tracker.drain()  # no exception: the sweep goes on
+    spool = workdir / "mlruns" / "mlflow_spool.jsonl"
+    assert len(spool.read_text().splitlines()) == 2  # the batch, then the status
+
+    run.client.log_batch, run.client.set_terminated = real_log_batch, real_set_terminated
+    again = Tracker("sqlite:///mlruns/mlflow.db", "spool")  # the next sweep replays the spool
+    assert not spool.exists()
+    replayed = again.client.get_run(run.run_id)
+    assert replayed.data.metrics["val_loss"] == 0.25
+    assert replayed.info.status == "FINISHED"
