@@ -50,14 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--seed", type=int, help="seed of the CV split, initial weights, shuffles and the sampler"
     )
-    run.add_argument(
-        "--storage",
-        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
-    )
-    run.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
-    )
+    _storage_flag(run)
+    _tracking_flag(run)
 
     run.add_argument(
         "--workers", type=int, default=1, help="worker processes on this host sharing the study"
@@ -70,14 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="join an existing study in shared storage and run its trials"
     )
     worker.add_argument("--study", required=True, help="the study to join")
-    worker.add_argument(
-        "--storage",
-        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
-    )
-    worker.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
-    )
+    _storage_flag(worker)
+    _tracking_flag(worker)
     worker.add_argument("--device", help="auto, cpu, cuda or mps (default: the study's)")
     worker.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -85,23 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--study", required=True, help="study name")
     best.add_argument("--format", choices=("json", "yaml"), default="json")
     best.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
-    best.add_argument(
-        "--storage",
-        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
-    )
+    _storage_flag(best)
 
     report = commands.add_parser(
         "report", help="print a study's batch-size report, write its figures, log it to MLflow"
     )
     report.add_argument("--study", required=True, help="study name")
-    report.add_argument(
-        "--storage",
-        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
-    )
-    report.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
-    )
+    _storage_flag(report)
+    _tracking_flag(report)
     report.add_argument(
         "-o", "--output", type=Path, help="folder for the files (default: mlruns/reports/STUDY)"
     )
@@ -110,8 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
         "ui-url", help="print the MLflow UI address of the newest study's runs"
     )
     ui_url.add_argument("--base", default="http://127.0.0.1:5000", help="where the UI listens")
-    ui_url.add_argument("--tracking-uri", help="MLflow tracking URI")
+    _tracking_flag(ui_url)
     return parser
+
+
+def _storage_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
+    )
+
+
+def _tracking_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

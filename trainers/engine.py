@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from trainers.fold_data import FoldData, epoch_orders
-from trainers.manual_backward import loss_and_grad
+from trainers.manual_backward import loss_and_grad, per_sample_loss
 from trainers.memory import bytes_per_row, max_step_rows
 from trainers.stacked_mlp import StackedMLP
 from trainers.stacked_optim import StackedOptimizer
@@ -361,25 +361,6 @@ class _StackRun:
         return [self.outcomes[index] for index in range(len(self.configs))]
 
 
-def _loss_fn(task: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """Per-sample loss, shape ``(n_models, batch)``."""
-    if task == "classification":
-
-        def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
-            flat_outputs = outputs.reshape(-1, outputs.shape[-1])
-            losses = torch.nn.functional.cross_entropy(
-                flat_outputs, targets.reshape(-1), reduction="none"
-            )
-            return losses.view(targets.shape)
-
-        return cross_entropy
-
-    def squared_error(outputs: Tensor, targets: Tensor) -> Tensor:
-        return (outputs.squeeze(-1) - targets) ** 2
-
-    return squared_error
-
-
 @torch.no_grad()
 def _evaluate(
     model: StackedMLP, flat: Tensor, data: FoldData, n_trials: int, max_rows: int
@@ -401,7 +382,7 @@ def _evaluate(
             inputs, targets = inputs.repeat(n_trials, 1, 1), targets.repeat(n_trials, 1)
             mask = mask.repeat(n_trials, 1)
         outputs = model.forward(flat, inputs)
-        per_sample = _loss_fn(data.task)(outputs, targets)
+        per_sample = per_sample_loss(outputs, targets, classification=classification)
         loss_sum += (per_sample * mask).sum(dim=1)
         if classification:
             metric_sum += ((outputs.argmax(dim=-1) == targets).float() * mask).sum(dim=1)

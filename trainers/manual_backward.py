@@ -107,12 +107,17 @@ def _autograd(
     leaf = flat.detach().requires_grad_(True)
     with torch.enable_grad():
         outputs = model.forward(leaf, inputs, dropout_generator=dropout_generator)
-        if classification:
-            per_sample = torch.nn.functional.cross_entropy(
-                outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none"
-            ).view(targets.shape)
-        else:
-            per_sample = (outputs.squeeze(-1) - targets) ** 2
+        per_sample = per_sample_loss(outputs, targets, classification=classification)
         loss = (per_sample * weight_scale).sum(dim=1)
         (grad,) = torch.autograd.grad(loss.sum(), leaf)
     return loss.detach(), grad
+
+
+def per_sample_loss(outputs: Tensor, targets: Tensor, *, classification: bool) -> Tensor:
+    """Squared error or cross-entropy of each sample, shape ``(n_models, batch)``."""
+    if classification:
+        losses = torch.nn.functional.cross_entropy(
+            outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none"
+        )
+        return losses.view(targets.shape)
+    return (outputs.squeeze(-1) - targets) ** 2
