@@ -12,14 +12,22 @@ from trainers import FoldData
 
 
 def finish_parent(
-    tracker: Tracker, study: optuna.Study, status: str, *, spec: SweepSpec, data: FoldData | None
+    tracker: Tracker,
+    study: optuna.Study,
+    status: str,
+    *,
+    spec: SweepSpec,
+    data: FoldData | None,
+    final_params: dict | None = None,
 ):
     """Write the report into the parent run and set its status; returns the report.
 
     With status RUNNING (other workers go on) the noise scale is left to the last worker.
     """
     tracker.drain()  # every trial's writes first: the summary reads what they wrote
-    report = build_report(study, spec=spec, data=None if status == "RUNNING" else data)
+    report = build_report(
+        study, spec=spec, data=None if status == "RUNNING" else data, final_params=final_params
+    )
     log_report(tracker, study, report)
     if status == "RUNNING":
         tracker.drain()  # the last worker to leave ends the run

@@ -5,6 +5,7 @@ gradient noise scale, and the figures."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import optuna
@@ -69,8 +70,16 @@ class StudyReport:
         }
 
 
-def build_report(study: optuna.Study, *, spec: SweepSpec, data: FoldData | None) -> StudyReport:
-    """The table and the choice; with ``data``, also the gradient noise scale of the best config."""
+def build_report(
+    study: optuna.Study,
+    *,
+    spec: SweepSpec,
+    data: FoldData | None,
+    final_params: Mapping[int, torch.Tensor] | None = None,
+) -> StudyReport:
+    """The table and the choice; with ``data``, also the gradient noise scale of the best config,
+    at its fold-0 weights after training (from ``final_params`` by trial number, if this process
+    trained it; else it is trained again)."""
     rows = batch_size_rows(study.get_trials(deepcopy=False))
     recommended = recommended_trial(study)
     pareto = pareto_front(study)
@@ -81,8 +90,10 @@ def build_report(study: optuna.Study, *, spec: SweepSpec, data: FoldData | None)
         return StudyReport(rows, choice, trial, None, "data not loaded for this report", pareto)
     config = train_config(trial.params, spec, full_batch_size=max(data.train_sizes))
     try:
-        result = train_folds(data, config)
-        noise = fold_noise_scale(data, config.model, result.final_params[0], seed=spec.cv.seed)
+        params = (final_params or {}).get(trial.number)
+        if params is None:  # trained in another process: train it again, once
+            params = train_folds(data, config).final_params[0]
+        noise = fold_noise_scale(data, config.model, params, seed=spec.cv.seed)
     except torch.OutOfMemoryError:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -66,10 +66,19 @@ def run_validated(
         total=spec.budget.trials, done=done, study_name=study_name, enabled=show_progress
     )
     status = "FAILED"  # until the loop ends normally
+    final_params: dict[int, torch.Tensor] = {}  # trials trained here: no retraining for the report
     with GracefulStop() as stop:
         try:
             if remaining:
-                run_trials(study, spec, data, tracker, on_trial_end=progress, stop=stop)
+                run_trials(
+                    study,
+                    spec,
+                    data,
+                    tracker,
+                    on_trial_end=progress,
+                    stop=stop,
+                    final_params=final_params,
+                )
             status = end_status(study, spec.budget.trials, stopped=stop.requested is not None)
         except KeyboardInterrupt:
             status = "KILLED"
@@ -78,7 +87,9 @@ def run_validated(
             progress.close()
             with stop.shielded():
                 reap_runs(study, tracker)
-                report = finish_parent(tracker, study, status, spec=spec, data=data)
+                report = finish_parent(
+                    tracker, study, status, spec=spec, data=data, final_params=final_params
+                )
     ran = counted_trials(study) - done
     if not show_progress:  # a worker of a launcher, which prints the summary itself
         say(f"worker done: {ran} trial(s) in {time.perf_counter() - started:.1f} s.")

@@ -32,6 +32,7 @@ def run_trials(
     *,
     on_trial_end: Callable[[optuna.Study, TrialSession], None],
     stop: GracefulStop | None = None,
+    final_params: dict[int, torch.Tensor] | None = None,
 ) -> None:
     """Run trials until the study holds ``spec.budget.trials`` COMPLETE + PRUNED ones, counting
     the trials other workers are running, or until ``stop`` is requested."""
@@ -89,6 +90,8 @@ def run_trials(
                     continue
                 row_ceiling = _train(stack, data, heartbeat, row_ceiling, stop)
                 for session in stack:
+                    if final_params is not None and session.final_params is not None:
+                        final_params[session.number] = session.final_params  # for the report
                     on_trial_end(study, session)
         except BaseException as err:
             with _shield(stop):

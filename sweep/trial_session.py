@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
@@ -65,6 +66,7 @@ class TrialSession:
         self.prune_reason: str | None = None
         self.started = time.perf_counter()
         self.done = False
+        self.final_params: torch.Tensor | None = None
 
     @property
     def number(self) -> int:
@@ -116,6 +118,7 @@ class TrialSession:
     def finish(self, outcome: StackOutcome) -> None:
         """Tell the study how the trial ended, and end its MLflow run to match."""
         if outcome.result is not None:
+            self.final_params = outcome.result.final_params[0]  # fold 0, for the noise scale
             loss = self._record_result(outcome.result)
             seconds = float(np.median(self.epoch_seconds))
             values = objective_values(self.objectives, loss=loss, epoch_seconds=seconds)
