@@ -44,10 +44,18 @@ def small_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trainers.engine, "loss_and_grad", loss_and_grad)
 
 
-def test_oom_prunes_then_later_trials_fit_by_chunking(workdir: Path, small_device) -> None:
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_oom_prunes_then_later_trials_fit_by_chunking(
+    workdir: Path, small_device, storage: str, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        "sqlite:///mlruns/optuna.db"
+        if storage == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     space = write_space(workdir, "oom", SPACE)
-    outcome = run_sweep(RunOptions(space=str(space)))
-    study = optuna.load_study(study_name="oom", storage="sqlite:///mlruns/optuna.db")
+    outcome = run_sweep(RunOptions(space=str(space), storage=url))
+    study = optuna.load_study(study_name="oom", storage=url)
     first, *later = study.trials
     assert first.state == TrialState.PRUNED
     assert record_of(first)["prune_reason"].startswith(
