@@ -65,7 +65,3 @@ def learning_curves_figure(trials: list[FrozenTrial]) -> Figure:
 
 def _batch_order(batch_size: str) -> float:
     return float("inf") if batch_size == "full" else float(batch_size)
-
-
-def close(figure: Figure) -> None:
-    plt.close(figure)

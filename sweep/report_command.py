@@ -12,7 +12,7 @@ from sweep import console
 from sweep.batch_size_report import rows_as_csv
 from sweep.errors import UsageError
 from sweep.report_figures import close_all, report_figures
-from sweep.runner import _check_storage_url, _check_tracking_uri, _load_data, _quiet_library_logs
+from sweep.runner import check_storage_url, check_tracking_uri, load_data, quiet_library_logs
 from sweep.study import load_spec, make_storage
 from sweep.study_report import StudyReport, build_report, log_report
 from sweep.tracking import PARENT_RUN_ATTR, Tracker
@@ -22,11 +22,11 @@ from trainers import prepare_folds
 def run_report(
     study_name: str, *, storage_url: str, tracking_uri: str, output: Path | None
 ) -> StudyReport:
-    _check_storage_url(storage_url)
-    _check_tracking_uri(tracking_uri)
+    check_storage_url(storage_url)
+    check_tracking_uri(tracking_uri)
     spec = load_spec(storage_url, study_name)
-    dataset, folds, device = _load_data(spec, device_flag=None)
-    _quiet_library_logs()
+    dataset, folds, device = load_data(spec, device_flag=None)
+    quiet_library_logs()
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
     report = build_report(study, spec=spec, data=prepare_folds(dataset, folds, device=device))
     if not report.rows:

@@ -60,7 +60,7 @@ def run_sweep(options: RunOptions) -> SweepOutcome:
     if options.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {options.workers}.")
     plan = _validate(options)
-    _quiet_library_logs()
+    quiet_library_logs()
     if options.workers > 1 or options.gpus:
         from sweep.launcher import launch_workers
 
@@ -76,16 +76,16 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
 
     storage_url = resolve_storage(options.storage)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
-    _check_storage_url(storage_url)
-    _check_tracking_uri(tracking_uri)
+    check_storage_url(storage_url)
+    check_tracking_uri(tracking_uri)
     spec = load_spec(storage_url, options.study)
     # Workers sharing a study must not draw the same sequence of trials from the same seed.
     worker_seed = int.from_bytes(os.urandom(4), "big")
     spec = replace(spec, sampler=replace(spec.sampler, seed=worker_seed))
     if options.device is not None:
         spec = replace(spec, training=replace(spec.training, device=options.device))
-    dataset, folds, device = _load_data(spec, device_flag="--device" if options.device else None)
-    _quiet_library_logs()
+    dataset, folds, device = load_data(spec, device_flag="--device" if options.device else None)
+    quiet_library_logs()
     from sweep.study_session import run_validated
 
     return run_validated(
@@ -107,11 +107,11 @@ def _validate(options: RunOptions) -> dict[str, Any]:
     except SpaceError as err:
         raise UsageError(str(err)) from err
     device_flag = options.overrides.get("training.device", (None,))[0]
-    dataset, folds, device = _load_data(spec, device_flag=device_flag)
+    dataset, folds, device = load_data(spec, device_flag=device_flag)
     storage_url = resolve_storage(options.storage)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
-    _check_storage_url(storage_url)
-    _check_tracking_uri(tracking_uri)
+    check_storage_url(storage_url)
+    check_tracking_uri(tracking_uri)
     study_name = options.study or spec.name
     from sweep.study import check_resumable
 
@@ -128,7 +128,7 @@ def _validate(options: RunOptions) -> dict[str, Any]:
     }
 
 
-def _load_data(spec: SweepSpec, *, device_flag: str | None) -> tuple:
+def load_data(spec: SweepSpec, *, device_flag: str | None) -> tuple:
     """The data set, its folds and the device, or a UsageError naming the file or flag."""
     from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
 
@@ -154,7 +154,7 @@ def _load_data(spec: SweepSpec, *, device_flag: str | None) -> tuple:
     return dataset, folds, device
 
 
-def _check_storage_url(url: str) -> None:
+def check_storage_url(url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -172,7 +172,7 @@ def _check_storage_url(url: str) -> None:
         )
 
 
-def _check_tracking_uri(uri: str) -> None:
+def check_tracking_uri(uri: str) -> None:
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
@@ -194,7 +194,7 @@ def _check_tracking_uri(uri: str) -> None:
         )
 
 
-def _quiet_library_logs() -> None:
+def quiet_library_logs() -> None:
     # MLflow prints two lines per run it ends on a tracking server; the sweep prints its own.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import optuna

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep.learning_curves_plot import best_trial_per_batch_size, close, learning_curves_figure
+from sweep.learning_curves_plot import best_trial_per_batch_size, learning_curves_figure
 
 DISTRIBUTIONS = {
     "batch_size": CategoricalDistribution([8, "full"]),
@@ -41,10 +42,10 @@ def test_completed_beats_pruned_and_lower_loss_wins() -> None:
     figure = learning_curves_figure(trials)
     labels = [line.get_label() for line in figure.axes[1].get_lines()]
     assert labels[1].endswith("(pruned)") and not labels[0].endswith("(pruned)")
-    close(figure)
+    plt.close(figure)
 
 
 def test_empty_study_still_draws() -> None:
     figure = learning_curves_figure(optuna.create_study().trials)
     assert figure.axes[1].texts[0].get_text() == "no completed trial yet"
-    close(figure)
+    plt.close(figure)
