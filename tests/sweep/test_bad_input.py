@@ -43,8 +43,8 @@ GOOD_ROWS = "".join(f"{i},{i * 2},{i % 3}\n" for i in range(30))
         (["--space", "quick", "--storage", "not a url"], ["--storage", "not a url"]),
         (["--space", "quick", "--storage", "redis://localhost"], ["--storage", "redis"]),
         (
-            ["--space", "quick", "--tracking-uri", "file:./mlruns"],
-            ["--tracking-uri", "file:./mlruns", "sqlite"],
+            ["--space", "quick", "--tracking-uri", "file:///tmp/old-mlruns"],
+            ["--tracking-uri", "file:///tmp/old-mlruns", "sqlite"],
         ),
         (
             ["--space", "quick", "--tracking-uri", "http://127.0.0.1:9"],
