@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import optuna
@@ -9,15 +10,25 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from sweep.batch_size_report import BatchSizeChoice, BatchSizeRow
-from sweep.objectives import argmin_trial, cv_loss
+from sweep.objectives import cv_loss
 from sweep.trial_record import record_of
+from sweep.trial_session import TrialSession
 from trainers.noise_scale import NoiseScale
 
 
 class TrialProgress:
     """A tqdm bar over the study's budget, advanced as each trial ends."""
 
-    def __init__(self, *, total: int, done: int, study_name: str, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        total: int,
+        done: int,
+        study_name: str,
+        enabled: bool = True,
+        best: float = math.inf,
+    ) -> None:
+        self.best = best  # lowest CV loss so far; kept here, not read back from the storage
         self.bar = tqdm(
             disable=not enabled,
             total=total,
@@ -27,11 +38,11 @@ class TrialProgress:
             file=sys.stderr,
         )
 
-    def __call__(self, study: optuna.Study, session: object) -> None:
+    def __call__(self, study: optuna.Study, session: TrialSession) -> None:
         self.bar.update(1)
-        best = argmin_trial(study)
-        if best is not None:
-            self.bar.set_postfix(best=f"{cv_loss(best):.4g}", refresh=False)
+        self.best = min(self.best, session.record.get("cv_val_loss", math.inf))
+        if math.isfinite(self.best):
+            self.bar.set_postfix(best=f"{self.best:.4g}", refresh=False)
 
     def close(self) -> None:
         self.bar.close()

@@ -5,6 +5,7 @@ summarise. ``sweep run`` and ``sweep worker`` both end up here, after every inpu
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -16,6 +17,7 @@ from optuna.trial import TrialState
 from search_spaces import SweepSpec
 from sweep import console
 from sweep.graceful_stop import GracefulStop
+from sweep.objectives import argmin_trial, cv_loss
 from sweep.parent_summary import finish_parent
 from sweep.reaper import reap_runs
 from sweep.runner import SweepOutcome
@@ -62,8 +64,13 @@ def run_validated(
         f"  mlflow tracking: {tracking_uri} (experiment {tracker.experiment_id})"
     )
     started = time.perf_counter()
+    best = argmin_trial(study)
     progress = console.TrialProgress(
-        total=spec.budget.trials, done=done, study_name=study_name, enabled=show_progress
+        total=spec.budget.trials,
+        done=done,
+        study_name=study_name,
+        enabled=show_progress,
+        best=cv_loss(best) if best is not None else math.inf,
     )
     status = "FAILED"  # until the loop ends normally
     final_params: dict[int, torch.Tensor] = {}  # trials trained here: no retraining for the report
