@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-import warnings
 
 import optuna
 import torch
@@ -17,6 +16,7 @@ from optuna.trial import TrialState
 from search_spaces import SweepSpec
 from sweep import console
 from sweep.graceful_stop import GracefulStop
+from sweep.heartbeats import fail_stale_trials
 from sweep.objectives import argmin_trial, cv_loss
 from sweep.parent_summary import finish_parent
 from sweep.reaper import reap_runs
@@ -128,13 +128,6 @@ def end_status(study: optuna.Study, budget: int, *, stopped: bool) -> str:
     if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) and not stopped:
         return "RUNNING"
     return "KILLED"
-
-
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Trials whose worker stopped beating its heartbeat: FAILED, and re-queued for a retry."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
 
 
 def print_summary(study: optuna.Study, report: StudyReport, *, ran: int, seconds: float) -> None:

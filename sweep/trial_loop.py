@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
 from sweep.graceful_stop import GracefulStop
-from sweep.study import HEARTBEAT_SECONDS, counted_trials, grid_size
+from sweep.heartbeats import GroupHeartbeat, fail_stale_trials, heartbeat_recorder
+from sweep.study import counted_trials, grid_size
 from sweep.tracking import Tracker
 from sweep.trial_session import TrialSession
 from trainers import FoldData, resolved_batch_size, stack_key, train_stack
@@ -46,10 +47,11 @@ def run_trials(
     )
     metric_name = "accuracy" if data.task == "classification" else "r2"
     row_ceiling: int | None = None  # lowered after an out-of-memory error
+    record_heartbeat = heartbeat_recorder(study)
     while True:
         if stop is not None and stop.requested:
             return
-        _fail_stale_trials(study)  # a dead worker's trial: FAILED and re-queued, then run here
+        fail_stale_trials(study)  # a dead worker's trial: FAILED and re-queued, then run here
         taken = counted_trials(study) + len(
             study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         )
@@ -59,15 +61,16 @@ def run_trials(
         sessions: list[TrialSession] = []
         try:
             with warnings.catch_warnings():
-                # Optuna beats heartbeats only inside study.optimize; _Heartbeat does it here.
+                # Optuna beats heartbeats only inside study.optimize; sweep.heartbeats does it here.
                 warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
                 for _ in range(min(spec.budget.group_size, remaining)):
                     # Shielded: a trial asked is a session to end, never a RUNNING orphan.
                     with _shield(stop):
                         trial = study.ask()
-                        _record_heartbeat(
-                            study, trial
-                        )  # from its first moment it can be found dead
+                        if (
+                            record_heartbeat is not None
+                        ):  # from its first moment it can be found dead
+                            record_heartbeat(trial)
                         if _over_budget(study, trial, budget):
                             break
                         sessions.append(
@@ -81,7 +84,9 @@ def run_trials(
                                 report_to_pruner=spec.pruner != "none",
                             )
                         )
-            heartbeat = _Heartbeat(study, sessions)
+            heartbeat = GroupHeartbeat(
+                study, lambda group=sessions: [s.trial for s in group if not s.done]
+            )
             for stack in _stacks(sessions, data):
                 if stop is not None and stop.requested:
                     with _shield(stop):  # not started: FAILED, so a resume runs them again
@@ -98,18 +103,6 @@ def run_trials(
                 for session in sessions:
                     session.fail(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
             raise
-
-
-def _fail_stale_trials(study: optuna.Study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
-def _record_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
-    storage = study._storage  # noqa: SLF001 - Optuna exposes heartbeats only here
-    if hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval() is not None:
-        storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
 
 
 def _over_budget(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
@@ -133,32 +126,10 @@ def _stacks(sessions: list[TrialSession], data: FoldData) -> list[list[TrialSess
     return [groups[key] for key in sorted(groups, key=lambda key: key[0])]
 
 
-class _Heartbeat:
-    """Records the heartbeat of every asked trial of a group, including those still waiting for
-    their stack, so no other worker takes them for dead."""
-
-    def __init__(self, study: optuna.Study, sessions: list[TrialSession]) -> None:
-        self.storage = study._storage  # noqa: SLF001 - Optuna exposes heartbeats only here
-        self.enabled = (
-            hasattr(self.storage, "record_heartbeat")
-            and self.storage.get_heartbeat_interval() is not None
-        )
-        self.sessions, self.last = sessions, 0.0
-        self.beat()
-
-    def beat(self) -> None:
-        if not self.enabled or time.monotonic() - self.last < HEARTBEAT_SECONDS / 3:
-            return
-        for session in self.sessions:
-            if not session.done:
-                self.storage.record_heartbeat(session.trial._trial_id)  # noqa: SLF001
-        self.last = time.monotonic()
-
-
 def _train(
     stack: list[TrialSession],
     data: FoldData,
-    heartbeat: _Heartbeat,
+    heartbeat: GroupHeartbeat,
     row_ceiling: int | None,
     stop: GracefulStop | None,
 ) -> int | None:
