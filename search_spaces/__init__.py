@@ -27,9 +27,11 @@ from search_spaces._loader import (
 )
 from search_spaces.spec import (
     ACTIVATIONS,
+    CAPTURE_MODES,
     DEVICES,
     NAMED_DATASETS,
     OPTIMIZERS,
+    PRECISIONS,
     PRUNERS,
     SAMPLERS,
     SCHEDULES,
@@ -50,7 +52,9 @@ from search_spaces.spec import (
 
 __all__ = [
     "ACTIVATIONS",
+    "CAPTURE_MODES",
     "DEVICES",
+    "PRECISIONS",
     "NAMED_DATASETS",
     "OPTIMIZERS",
     "PRUNERS",

@@ -20,11 +20,13 @@ import yaml
 
 from search_spaces.spec import (
     ACTIVATIONS,
+    CAPTURE_MODES,
     DEVICES,
     LR_SCALING_RULES,
     NAMED_DATASETS,
     OBJECTIVES,
     OPTIMIZERS,
+    PRECISIONS,
     PRUNERS,
     SAMPLERS,
     SCHEDULES,
@@ -60,6 +62,8 @@ _STRING_KEYS = frozenset(
         "model.activation",
         "training.schedule",
         "training.device",
+        "training.precision",
+        "training.capture",
         "sampler",
         "sampler.name",
         "pruner",
@@ -683,6 +687,10 @@ class _Validator:
             spec["gamma"] = self.number("training.gamma", m["gamma"], gamma_bounds)
         if "device" in m:
             spec["device"] = self.choice("training.device", m["device"], DEVICES)
+        if "precision" in m:
+            spec["precision"] = self.choice("training.precision", m["precision"], PRECISIONS)
+        if "capture" in m:
+            spec["capture"] = self.choice("training.capture", m["capture"], CAPTURE_MODES)
         return TrainingSpec(**spec)
 
     def search(self, raw: Mapping[str, Any]) -> SearchSpec:

@@ -18,6 +18,8 @@ SCHEDULES = ("none", "cosine", "step")
 ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
 TASKS = ("auto", "regression", "classification")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")
+CAPTURE_MODES = ("off", "compile")
 NAMED_DATASETS = ("synthetic", "diabetes", "breast_cancer", "digits", "wine", "iris")
 
 
@@ -72,6 +74,8 @@ class TrainingSpec:
     step_size: int = 10  # "step" only: epochs between LR drops
     gamma: float = 0.1  # "step" only: LR multiplier at each drop, in (0, 1]
     device: str = "auto"  # one of DEVICES
+    precision: str = "fp32"  # one of PRECISIONS: bf16 runs the matmuls in bfloat16
+    capture: str = "off"  # one of CAPTURE_MODES: compile runs each step through torch.compile
 
 
 LR_SCALING_RULES = ("auto", "linear", "sqrt", "none")

@@ -17,6 +17,8 @@ OVERRIDE_FLAGS = {
     "dataset": "dataset.source",
     "target": "dataset.target",
     "device": "training.device",
+    "precision": "training.precision",
+    "capture": "training.capture",
     "seed": "cv.seed",
     "group_size": "budget.group_size",
 }
@@ -43,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", help="target column of a CSV data set")
     run.add_argument("--device", help="auto, cpu, cuda or mps")
     run.add_argument(
+        "--precision", help="fp32 (default) or bf16: matmuls in bfloat16, weights stay float32"
+    )
+    run.add_argument(
+        "--capture",
+        help="off (default) or compile: each step through torch.compile (CUDA graphs on CUDA)",
+    )
+    run.add_argument(
         "--group-size",
         type=int,
         help="trials asked at once; those sharing a batch size train stacked (default 8)",
@@ -67,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_flag(worker)
     _tracking_flag(worker)
     worker.add_argument("--device", help="auto, cpu, cuda or mps (default: the study's)")
+    worker.add_argument("--capture", help="off or compile (default: the study's)")
     worker.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     best = commands.add_parser("best", help="print or write a study's best config")
@@ -179,6 +189,7 @@ def _worker(args: argparse.Namespace) -> int:
             storage=args.storage,
             tracking_uri=args.tracking_uri,
             device=args.device,
+            capture=args.capture,
             show_progress=not args.no_progress,
         )
     )

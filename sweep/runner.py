@@ -10,10 +10,11 @@ import logging
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from search_spaces import SpaceError, SweepSpec, load_space
+from search_spaces import CAPTURE_MODES, SpaceError, SweepSpec, load_space
 from sweep.errors import UsageError
 from sweep.locations import resolve_storage, resolve_tracking_uri
 
@@ -39,6 +40,7 @@ class WorkerOptions:
     storage: str | None = None
     tracking_uri: str | None = None
     device: str | None = None  # default: the device the study's space names
+    capture: str | None = None  # default: the study's; compiling depends on the host
     show_progress: bool = True
 
 
@@ -84,7 +86,17 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
     spec = replace(spec, sampler=replace(spec.sampler, seed=worker_seed))
     if options.device is not None:
         spec = replace(spec, training=replace(spec.training, device=options.device))
-    dataset, folds, device = load_data(spec, device_flag="--device" if options.device else None)
+    if options.capture is not None:
+        if options.capture not in CAPTURE_MODES:
+            raise UsageError(
+                f"--capture {options.capture!r}: must be one of {', '.join(CAPTURE_MODES)}."
+            )
+        spec = replace(spec, training=replace(spec.training, capture=options.capture))
+    dataset, folds, device = load_data(
+        spec,
+        device_flag="--device" if options.device else None,
+        flags={"training.capture": "--capture"} if options.capture else None,
+    )
     quiet_library_logs()
     from sweep.study_session import run_validated
 
@@ -106,8 +118,8 @@ def _validate(options: RunOptions) -> dict[str, Any]:
         spec: SweepSpec = load_space(options.space, overrides=options.overrides)
     except SpaceError as err:
         raise UsageError(str(err)) from err
-    device_flag = options.overrides.get("training.device", (None,))[0]
-    dataset, folds, device = load_data(spec, device_flag=device_flag)
+    flags = {key: flag for key, (flag, _value) in options.overrides.items()}
+    dataset, folds, device = load_data(spec, device_flag=flags.get("training.device"), flags=flags)
     storage_url = resolve_storage(options.storage)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     check_storage_url(storage_url)
@@ -128,9 +140,15 @@ def _validate(options: RunOptions) -> dict[str, Any]:
     }
 
 
-def load_data(spec: SweepSpec, *, device_flag: str | None) -> tuple:
-    """The data set, its folds and the device, or a UsageError naming the file or flag."""
+def load_data(
+    spec: SweepSpec, *, device_flag: str | None, flags: Mapping[str, str] | None = None
+) -> tuple:
+    """The data set, its folds and the device, or a UsageError naming the file or flag.
+
+    ``flags`` maps a dotted key to the command-line flag that set it, for the messages.
+    """
     from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
+    from trainers.device import check_capture, check_precision
 
     try:
         dataset = load_dataset(
@@ -151,6 +169,15 @@ def load_data(spec: SweepSpec, *, device_flag: str | None) -> tuple:
         device = resolve_device(spec.training.device)
     except DeviceError as err:
         raise UsageError(f"{device_flag or f'{spec.path}: training.device'}: {err}") from err
+    for key, check in (
+        ("training.precision", check_precision),
+        ("training.capture", check_capture),
+    ):
+        try:
+            check(getattr(spec.training, key.split(".")[1]), device)
+        except DeviceError as err:
+            where = (flags or {}).get(key) or f"{spec.path}: {key}"
+            raise UsageError(f"{where}: {err}") from err
     return dataset, folds, device
 
 

@@ -104,6 +104,9 @@ def space_fingerprint(spec: SweepSpec) -> str:
     for key in ("name", "path", "budget"):
         comparable.pop(key)
     comparable["training"].pop("device")
+    comparable["training"].pop("capture")  # how a step runs, not what it computes
+    if comparable["training"]["precision"] == "fp32":
+        comparable["training"].pop("precision")  # studies made before the key existed resume
     comparable["sampler"].pop("seed")
     text = json.dumps(comparable, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

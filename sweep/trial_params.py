@@ -83,6 +83,8 @@ def train_config(params: dict[str, Any], spec: SweepSpec, *, full_batch_size: in
         step_size=spec.training.step_size,
         gamma=spec.training.gamma,
         seed=spec.cv.seed,
+        precision=spec.training.precision,
+        capture=spec.training.capture,
     )
 
 

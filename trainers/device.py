@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import torch
 
 
@@ -57,3 +59,38 @@ def resolve_device(requested: str = "auto") -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Raise :class:`DeviceError` when ``device`` cannot train in ``precision``."""
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(
+            f"precision='bf16' needs a GPU with bfloat16 support (compute capability 8.0 or "
+            f"newer); {torch.cuda.get_device_name(device)} has none. Use precision fp32."
+        )
+
+
+def check_capture(capture: str, device: torch.device) -> None:
+    """Raise :class:`DeviceError` when ``device`` cannot compile the step (``capture``)."""
+    if capture != "compile":
+        return
+    if device.type == "mps":
+        raise DeviceError("capture='compile' runs on cpu and cuda only. Use capture off on mps.")
+    if device.type == "cpu" and not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        raise DeviceError(
+            "capture='compile' on the CPU needs a C++ compiler (g++ or clang++) on PATH: "
+            "torch.compile builds C++ kernels. Install one, or use capture off."
+        )
+    if device.type == "cuda" and not _has_triton():
+        raise DeviceError(
+            "capture='compile' on CUDA needs Triton, which this torch install lacks. "
+            "Install torch's CUDA build with its triton package, or use capture off."
+        )
+
+
+def _has_triton() -> bool:
+    try:
+        from torch.utils._triton import has_triton
+    except ImportError:
+        return False
+    return bool(has_triton())

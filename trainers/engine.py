@@ -28,6 +28,7 @@ from trainers.manual_backward import loss_and_grad, per_sample_loss
 from trainers.memory import bytes_per_row, max_step_rows
 from trainers.stacked_mlp import StackedMLP
 from trainers.stacked_optim import StackedOptimizer
+from trainers.step_capture import CompiledStep, compute_dtype
 from trainers.train_config import CVResult, EpochReport, TrainConfig, TrainingDiverged
 
 # on_epoch(trial_index, report) -> False stops that trial; True (or None) lets it go on.
@@ -53,6 +54,8 @@ def stack_key(config: TrainConfig, data: FoldData) -> tuple:
         config.step_size,
         config.gamma,
         config.seed,
+        config.precision,
+        config.capture,
     )
 
 
@@ -164,6 +167,9 @@ class _StackRun:
         self.optimizers = self._optimizers()
         self.generator = torch.Generator(device=device).manual_seed(first.seed)
         self.classification = data.task == "classification"
+        self.precision, self.capture = first.precision, first.capture
+        self.compute_dtype = compute_dtype(first.precision)
+        self._compiled: CompiledStep | None = None
         self.curves: dict[int, dict[str, list]] = {
             i: {"train": [], "val": [], "metric": []} for i in self.live
         }
@@ -199,9 +205,28 @@ class _StackRun:
         dropout = self.generator if self.configs[self.live[0]].model.dropout > 0 else None
         chunk = self.chunk_size(n_live)
         self.max_chunks = max(self.max_chunks, math.ceil(self.batch_size / chunk))
+        compiled = self._compiled_step() if chunk == self.batch_size else None
+        all_active = torch.ones(rows.shape[0], 1, dtype=torch.bool, device=data.device)
         for step in range(self.n_steps):
             start = step * self.batch_size
             stop = min(start + self.batch_size, rows.shape[1])
+            if compiled is not None and stop - start == self.batch_size:
+                batch_rows = rows[:, start:stop]
+                draws = None
+                if dropout is not None:
+                    draws = self.model.draw_dropout(
+                        rows.shape[0], stop - start, dropout, data.device
+                    )
+                self._train_loss_sum += compiled(
+                    self.flat,
+                    self.optimizers,
+                    data.inputs[batch_rows],
+                    data.targets[batch_rows],
+                    weight_scale[:, start:stop],
+                    active[step] if step >= self.first_ragged_step else all_active,
+                    draws,
+                )
+                continue
             fold_loss, grad = self._loss_and_grad(
                 rows, weight_scale, start, min(start + chunk, stop), dropout
             )
@@ -218,6 +243,22 @@ class _StackRun:
                 optimizer.step(grad[start:stop], active=block_active)
                 start = stop
             self._train_loss_sum += fold_loss
+
+    def _compiled_step(self) -> CompiledStep | None:
+        """The compiled step for the stack as it is now (its optimizer blocks change as trials
+        leave), or None when the configs do not ask for one."""
+        if self.capture != "compile":
+            return None
+        kinds = tuple(optimizer.kind for optimizer in self.optimizers)
+        if self._compiled is None or self._compiled.kinds != kinds:
+            self._compiled = CompiledStep(
+                self.model,
+                self.optimizers,
+                classification=self.classification,
+                precision=self.precision,
+                device=self.data.device,
+            )
+        return self._compiled
 
     def chunk_size(self, n_live: int) -> int:
         """Samples per model a step computes at once: the batch, or less when memory is short."""
@@ -240,6 +281,7 @@ class _StackRun:
             weight_scale[:, start:stop],
             classification=self.classification,
             dropout_generator=dropout,
+            compute_dtype=self.compute_dtype,
         )
 
     def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:

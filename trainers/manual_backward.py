@@ -25,6 +25,8 @@ def loss_and_grad(
     *,
     classification: bool,
     dropout_generator: torch.Generator | None = None,
+    dropout_draws: list[Tensor] | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-model mean loss over the masked batch, and its gradient with respect to ``flat``.
 
@@ -33,43 +35,60 @@ def loss_and_grad(
         targets: ``(n_models, batch)``, float (regression) or class indices.
         weight_scale: ``(n_models, batch)``: 1 / (real samples in the model's batch) for real
             samples, 0 for padding, so the weighted sum is the mean loss over real samples.
+        dropout_draws: the step's dropout draws (:meth:`StackedMLP.draw_dropout`), in place of
+            drawing them from ``dropout_generator``.
+        compute_dtype: ``torch.bfloat16`` for mixed precision: the matmuls and activations run
+            in bfloat16 on a bfloat16 copy of the weights, while the loss and the returned
+            gradient stay float32 (the weights and optimizer state are never rounded). None
+            computes in ``flat``'s dtype.
 
     Returns:
-        ``(loss, grad)`` with shapes ``(n_models,)`` and ``flat.shape``.
+        ``(loss, grad)`` with shapes ``(n_models,)`` and ``flat.shape``, in ``flat``'s dtype.
     """
+    low = compute_dtype is not None and compute_dtype != flat.dtype
     if model.config.activation not in MANUAL_ACTIVATIONS:
         return _autograd(
-            model, flat, inputs, targets, weight_scale, classification, dropout_generator
+            model,
+            flat,
+            inputs,
+            targets,
+            weight_scale,
+            classification,
+            dropout_generator,
+            dropout_draws,
+            compute_dtype if low else None,
         )
+    params = flat.to(compute_dtype) if low else flat
     layer_inputs, activations, dropout_masks = [], [], []
-    hidden = inputs
+    hidden = inputs.to(compute_dtype) if low else inputs
     n_layers = len(model.layers)
     for index, layer in enumerate(model.layers):
-        weight, bias = model.layer_views(flat, layer)
+        weight, bias = model.layer_views(params, layer)
         layer_inputs.append(hidden)
         hidden = torch.baddbmm(bias, hidden, weight)
         if index < n_layers - 1:
             hidden = torch.relu(hidden) if model.config.activation == "relu" else torch.tanh(hidden)
             activations.append(hidden)
-            if dropout_generator is not None and model.config.dropout > 0:
+            draw = model.dropout_draw(index, hidden, dropout_generator, dropout_draws)
+            if draw is not None:
                 keep = 1 - model.config.dropout
-                drop = torch.rand(hidden.shape, generator=dropout_generator, device=hidden.device)
-                scale = (drop < keep) / keep
+                scale = ((draw < keep) / keep).to(hidden.dtype)
                 hidden = hidden * scale
                 dropout_masks.append(scale)
             else:
                 dropout_masks.append(None)
-    loss, grad_out = _loss_and_output_grad(hidden, targets, weight_scale, classification)
+    outputs = hidden.to(flat.dtype) if low else hidden  # the loss is computed in float32
+    loss, grad_out = _loss_and_output_grad(outputs, targets, weight_scale, classification)
 
     grads: list[Tensor] = []
-    grad = grad_out
+    grad = grad_out.to(compute_dtype) if low else grad_out
     for index in range(n_layers - 1, -1, -1):
         layer = model.layers[index]
         grads.append(grad.sum(dim=1))  # bias
         grads.append(torch.bmm(layer_inputs[index].transpose(1, 2), grad).flatten(1))  # weight
         if index == 0:
             break
-        weight, _ = model.layer_views(flat, layer)
+        weight, _ = model.layer_views(params, layer)
         grad = torch.bmm(grad, weight.transpose(1, 2))
         if dropout_masks[index - 1] is not None:
             grad = grad * dropout_masks[index - 1]
@@ -79,7 +98,8 @@ def loss_and_grad(
             grad = torch.ops.aten.threshold_backward(grad, activation, 0)
         else:
             grad = torch.ops.aten.tanh_backward(grad, activation)
-    return loss, torch.cat(grads[::-1], dim=1)
+    grad = torch.cat(grads[::-1], dim=1)
+    return loss, grad.to(flat.dtype) if low else grad
 
 
 def _loss_and_output_grad(
@@ -103,10 +123,17 @@ def _autograd(
     weight_scale: Tensor,
     classification: bool,
     dropout_generator: torch.Generator | None,
+    dropout_draws: list[Tensor] | None,
+    compute_dtype: torch.dtype | None,
 ) -> tuple[Tensor, Tensor]:
     leaf = flat.detach().requires_grad_(True)
     with torch.enable_grad():
-        outputs = model.forward(leaf, inputs, dropout_generator=dropout_generator)
+        params, batch = leaf, inputs
+        if compute_dtype is not None:
+            params, batch = leaf.to(compute_dtype), inputs.to(compute_dtype)
+        outputs = model.forward(
+            params, batch, dropout_generator=dropout_generator, dropout_draws=dropout_draws
+        ).to(flat.dtype)
         per_sample = per_sample_loss(outputs, targets, classification=classification)
         loss = (per_sample * weight_scale).sum(dim=1)
         (grad,) = torch.autograd.grad(loss.sum(), leaf)

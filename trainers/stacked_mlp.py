@@ -105,12 +105,17 @@ class StackedMLP:
         return flat.to(device)
 
     def forward(
-        self, flat: Tensor, inputs: Tensor, *, dropout_generator: torch.Generator | None = None
+        self,
+        flat: Tensor,
+        inputs: Tensor,
+        *,
+        dropout_generator: torch.Generator | None = None,
+        dropout_draws: list[Tensor] | None = None,
     ) -> Tensor:
         """Outputs ``(n_models, batch, n_outputs)`` for inputs ``(n_models, batch, n_inputs)``.
 
-        Dropout applies only when ``dropout_generator`` is given (training), drawn from it so
-        that runs are reproducible.
+        Dropout applies only in training: drawn from ``dropout_generator`` so that runs are
+        reproducible, or taken from ``dropout_draws`` (see :meth:`draw_dropout`).
         """
         hidden = inputs
         for index, layer in enumerate(self.layers):
@@ -118,14 +123,37 @@ class StackedMLP:
             hidden = torch.baddbmm(bias, hidden, weight)
             if index < len(self.layers) - 1:
                 hidden = self._activation(hidden)
-                if dropout_generator is not None and self.config.dropout > 0:
+                draw = self.dropout_draw(index, hidden, dropout_generator, dropout_draws)
+                if draw is not None:
                     keep = 1 - self.config.dropout
-                    mask = (
-                        torch.rand(hidden.shape, generator=dropout_generator, device=hidden.device)
-                        < keep
-                    )
-                    hidden = hidden * mask / keep
+                    hidden = hidden * (draw < keep) / keep
         return hidden
+
+    def draw_dropout(
+        self, n_models: int, batch: int, generator: torch.Generator, device: torch.device
+    ) -> list[Tensor]:
+        """The uniform draws a training step's dropout takes, drawn ahead of the step in the
+        order the step itself would draw them: one ``(n_models, batch, width)`` per hidden layer."""
+        return [
+            torch.rand((n_models, batch, layer.n_out), generator=generator, device=device)
+            for layer in self.layers[:-1]
+        ]
+
+    def dropout_draw(
+        self,
+        index: int,
+        hidden: Tensor,
+        generator: torch.Generator | None,
+        draws: list[Tensor] | None,
+    ) -> Tensor | None:
+        """Hidden layer ``index``'s uniform draws, or None when no dropout applies."""
+        if self.config.dropout == 0:
+            return None
+        if draws is not None:
+            return draws[index]
+        if generator is None:
+            return None
+        return torch.rand(hidden.shape, generator=generator, device=hidden.device)
 
     @staticmethod
     def layer_views(flat: Tensor, layer: _Layer) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -155,42 +156,81 @@ class StackedOptimizer:
             tensor.copy_(torch.where(active, tensor, old))
 
     def _update(self, grad: Tensor, lr: Tensor) -> None:
-        flat, state = self.flat, self.state
-        if self.name in ("sgd", "momentum", "adam", "rmsprop") and self.has_weight_decay:
-            grad = grad.addcmul(flat, self.weight_decay)
-        if self.name == "sgd":
-            flat.sub_(lr * grad)
-        elif self.name == "momentum":
-            buffer = state["momentum_buffer"]
-            buffer.mul_(self.momentum).add_(grad)
-            flat.sub_(lr * buffer)
-        elif self.name in ("adam", "adamw"):
-            self._adam(grad, lr)
-        elif self.name == "rmsprop":
-            square_avg = state["square_avg"]
-            square_avg.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1 - RMSPROP_ALPHA)
-            avg = square_avg.sqrt().add_(RMSPROP_EPS)
-            if "momentum_buffer" in state:
-                buffer = state["momentum_buffer"]
-                buffer.mul_(self.momentum).addcdiv_(grad, avg)
-                flat.sub_(lr * buffer)
-            else:
-                flat.sub_(lr * (grad / avg))
+        update_rows(self.kind, self.flat, grad, lr, self.weight_decay, self.momentum, self.state)
 
-    def _adam(self, grad: Tensor, lr: Tensor) -> None:
-        state, flat = self.state, self.flat
-        beta1, beta2 = ADAM_BETAS
-        if self.name == "adamw" and self.has_weight_decay:
-            flat.mul_(1 - lr * self.weight_decay)
-        state["step"].add_(1)
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        # torch computes the bias corrections 1 - beta**step in double precision on the host. On
-        # the device in float32, 1 - beta**step cancels catastrophically for small steps, so it is
-        # written -expm1(step * log(beta)), which stays within ~1e-7 relative of torch's value.
-        step = state["step"]
-        negative_step_size = lr / torch.expm1(step * math.log(beta1))
-        bias_correction2_sqrt = torch.expm1(step * math.log(beta2)).neg_().sqrt_()
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
-        flat.add_(negative_step_size * (exp_avg / denom))
+    @property
+    def kind(self) -> UpdateKind:
+        """What decides the update's code path; tensors aside, the whole of the optimizer."""
+        return UpdateKind(self.name, self.has_weight_decay, "momentum_buffer" in self.state)
+
+    def hyperparameters(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(lr, weight_decay, momentum)``, one row per model, the LR schedule applied."""
+        return self.lr, self.weight_decay, self.momentum
+
+
+class UpdateKind(NamedTuple):
+    name: str
+    has_weight_decay: bool
+    has_momentum_buffer: bool  # momentum, or rmsprop with momentum
+
+
+def update_rows(
+    kind: UpdateKind,
+    flat: Tensor,
+    grad: Tensor,
+    lr: Tensor,
+    weight_decay: Tensor,
+    momentum: Tensor,
+    state: dict[str, Tensor],
+) -> None:
+    """One optimizer step on every row of ``flat`` and ``state``, in place.
+
+    A plain function of tensors, so that a compiled training step can run it too
+    (:mod:`trainers.step_capture`).
+    """
+    name = kind.name
+    if name in ("sgd", "momentum", "adam", "rmsprop") and kind.has_weight_decay:
+        grad = grad.addcmul(flat, weight_decay)
+    if name == "sgd":
+        flat.sub_(lr * grad)
+    elif name == "momentum":
+        buffer = state["momentum_buffer"]
+        buffer.mul_(momentum).add_(grad)
+        flat.sub_(lr * buffer)
+    elif name in ("adam", "adamw"):
+        _adam(kind, flat, grad, lr, weight_decay, state)
+    elif name == "rmsprop":
+        square_avg = state["square_avg"]
+        square_avg.mul_(RMSPROP_ALPHA).addcmul_(grad, grad, value=1 - RMSPROP_ALPHA)
+        avg = square_avg.sqrt().add_(RMSPROP_EPS)
+        if kind.has_momentum_buffer:
+            buffer = state["momentum_buffer"]
+            buffer.mul_(momentum).addcdiv_(grad, avg)
+            flat.sub_(lr * buffer)
+        else:
+            flat.sub_(lr * (grad / avg))
+
+
+def _adam(
+    kind: UpdateKind,
+    flat: Tensor,
+    grad: Tensor,
+    lr: Tensor,
+    weight_decay: Tensor,
+    state: dict[str, Tensor],
+) -> None:
+    beta1, beta2 = ADAM_BETAS
+    if kind.name == "adamw" and kind.has_weight_decay:
+        flat.mul_(1 - lr * weight_decay)
+    state["step"].add_(1)
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    # torch computes the bias corrections 1 - beta**step in double precision on the host. On
+    # the device in float32, 1 - beta**step cancels catastrophically for small steps, so it is
+    # written -expm1(step * log(beta)), which stays within ~1e-7 relative of torch's value.
+    step = state["step"]
+    negative_step_size = lr / torch.expm1(step * math.log(beta1))
+    bias_correction2_sqrt = torch.expm1(step * math.log(beta2)).neg_().sqrt_()
+    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
+    flat.add_(negative_step_size * (exp_avg / denom))

@@ -12,6 +12,8 @@ from trainers.stacked_mlp import MLPConfig
 from trainers.stacked_optim import OptimizerConfig
 
 SCHEDULES = ("none", "cosine", "step")
+PRECISIONS = ("fp32", "bf16")
+CAPTURE_MODES = ("off", "compile")
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,14 @@ class TrainConfig:
     step_size: int = 10  # "step": epochs between LR drops
     gamma: float = 0.1  # "step": LR multiplier at each drop
     seed: int = 0  # initial weights, per-epoch permutations and dropout
+    precision: str = "fp32"  # or "bf16": matmuls in bfloat16, weights and optimizer in float32
+    capture: str = "off"  # or "compile": the step through torch.compile (CUDA graphs on CUDA)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not one of {PRECISIONS}.")
+        if self.capture not in CAPTURE_MODES:
+            raise ValueError(f"capture={self.capture!r} is not one of {CAPTURE_MODES}.")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None (full), but got {self.batch_size}.")
         if self.epochs < 1:

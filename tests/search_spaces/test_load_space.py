@@ -207,6 +207,8 @@ BAD_CASES = [
     ({"training.step_size": 5}, "training.step_size", "got 5"),
     ({"training.schedule": "step", "training.gamma": 0}, "training.gamma", "got 0"),
     ({"training.device": "gpu"}, "training.device", "'gpu'"),
+    ({"training.precision": "fp16"}, "training.precision", "'fp16'"),
+    ({"training.capture": "cuda_graphs"}, "training.capture", "'cuda_graphs'"),
     ({"search.batch_size": []}, "search.batch_size", "got []"),
     ({"search.batch_size": [8, 8]}, "search.batch_size", "[8, 8]"),
     ({"search.batch_size": [0, "full"]}, "search.batch_size", "got 0"),

@@ -40,6 +40,14 @@ GOOD_ROWS = "".join(f"{i},{i * 2},{i % 3}\n" for i in range(30))
             ["--dataset", "missing.csv"],
         ),
         (["--space", "quick", "--device", "tpu"], ["--device", "tpu"]),
+        (
+            ["--space", "quick", "--precision", "fp16"],
+            ["--precision", "training.precision", "'fp16'", "bf16"],
+        ),
+        (
+            ["--space", "quick", "--capture", "graphs"],
+            ["--capture", "training.capture", "'graphs'", "compile"],
+        ),
         (["--space", "quick", "--storage", "not a url"], ["--storage", "not a url"]),
         (["--space", "quick", "--storage", "redis://localhost"], ["--storage", "redis"]),
         (

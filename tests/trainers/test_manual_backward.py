@@ -43,6 +43,8 @@ def test_manual_gradient_equals_autograd(activation, classification, hidden, dro
         weight_scale,
         classification,
         torch.Generator().manual_seed(7) if dropout else None,
+        None,
+        None,
     )
     torch.testing.assert_close(manual[0], reference[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(manual[1], reference[1], rtol=1e-5, atol=1e-6)
