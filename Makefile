@@ -81,7 +81,8 @@ bench: $(STAMP) ## naive vs fold-parallel vs fold+trial-parallel, and the sweep'
 	$(BIN)/python -m sweep.benchmark $(ARGS)
 
 bench-gpu: ## the trainers' benchmark alone (torch + scikit-learn only), for a GPU box: DEVICE=cuda
-	$(or $(wildcard $(BIN)/python),$(PYTHON)) -m trainers.benchmark --device $(or $(DEVICE),auto) $(ARGS)
+	$(or $(wildcard $(BIN)/python),$(PYTHON)) -m trainers.benchmark --device $(or $(DEVICE),auto) \
+		--compile --bf16 --batch32 $(ARGS)
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check .

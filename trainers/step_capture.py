@@ -9,10 +9,12 @@ a CUDA graph, one launch for all of it.
 Compiling costs seconds for each new shape (batch size, stack size), so it pays on long runs and
 not on short ones: it is off unless a config asks for it (``TrainConfig.capture = "compile"``).
 
-The compiled function is pure: it returns the new parameters and optimizer state, which are then
-copied into the stack's own tensors (CUDA graphs reuse their output memory, and are not used for
-functions that write to their inputs). Only full, unchunked batches take this path; the last,
-shorter batch of an epoch and chunked steps run eagerly, with the same arithmetic.
+On CUDA the compiled function is pure: it returns the new parameters and optimizer state, which
+are then copied into the stack's own tensors (CUDA graphs reuse their output memory, and are not
+used for functions that write to their inputs). On the CPU, where there are no graphs to keep and
+those copies would cost memory bandwidth, it updates the tensors in place. Only full, unchunked
+batches take this path; the last, shorter batch of an epoch and chunked steps run eagerly, with
+the same arithmetic.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ COMPUTE_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfl
 # eager for the new ones. A sweep meets a few dozen shapes at most.
 RECOMPILE_LIMIT = 64
 
-_StepKey = tuple[int, int, MLPConfig, tuple[UpdateKind, ...], bool, str, str]
+_StepKey = tuple[int, int, MLPConfig, tuple[UpdateKind, ...], bool, str, str, bool]
 _compiled_steps: dict[_StepKey, Callable] = {}
 
 
@@ -58,9 +60,12 @@ class CompiledStep:
         classification: bool,
         precision: str,
         device: torch.device,
+        pure: bool | None = None,
     ) -> None:
+        """``pure``: None picks the pure function on CUDA and the in-place one elsewhere."""
         self.kinds = tuple(optimizer.kind for optimizer in optimizers)
         self.device = device
+        self.pure = device.type == "cuda" if pure is None else pure
         key: _StepKey = (
             model.n_inputs,
             model.n_outputs,
@@ -69,6 +74,7 @@ class CompiledStep:
             classification,
             precision,
             device.type,
+            self.pure,
         )
         if key not in _compiled_steps:
             _compiled_steps[key] = _compile(key)
@@ -89,6 +95,8 @@ class CompiledStep:
         ``active`` is ``(n_models, 1)`` bool: rows where it is False are left as they were.
         """
         blocks = [(*optimizer.hyperparameters(), optimizer.state) for optimizer in optimizers]
+        if not self.pure:
+            return self._step(flat, blocks, inputs, targets, weight_scale, active, dropout_draws)
         if self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs are consumed
         loss, new_flat, new_states = self._step(
@@ -103,7 +111,7 @@ class CompiledStep:
 
 
 def _compile(key: _StepKey) -> Callable:
-    n_inputs, n_outputs, config, kinds, classification, precision, device_type = key
+    n_inputs, n_outputs, config, kinds, classification, precision, device_type, pure = key
     model = StackedMLP(n_inputs, n_outputs, config)
     dtype = compute_dtype(precision)
 
@@ -151,8 +159,27 @@ def _compile(key: _StepKey) -> Callable:
             start = stop
         return loss, torch.where(active, new_flat, flat), new_states
 
+    def step_in_place(
+        flat: Tensor,
+        blocks: list[tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]],
+        inputs: Tensor,
+        targets: Tensor,
+        weight_scale: Tensor,
+        active: Tensor,
+        dropout_draws: list[Tensor] | None,
+    ) -> Tensor:
+        loss, new_flat, new_states = step(
+            flat, blocks, inputs, targets, weight_scale, active, dropout_draws
+        )
+        flat.copy_(new_flat)
+        for (*_hyperparameters, state), new_state in zip(blocks, new_states):
+            for name, value in new_state.items():
+                state[name].copy_(value)
+        return loss
+
     torch._dynamo.config.recompile_limit = max(
         torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT
     )
-    mode = "reduce-overhead" if device_type == "cuda" else None
-    return torch.compile(step, mode=mode)
+    if not pure:
+        return torch.compile(step_in_place)  # the copies fuse into the update kernels
+    return torch.compile(step, mode="reduce-overhead" if device_type == "cuda" else None)

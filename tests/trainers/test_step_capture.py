@@ -16,13 +16,16 @@ from torch._dynamo.utils import counters
 from trainers import (
     MLPConfig,
     OptimizerConfig,
+    StackedMLP,
+    StackedOptimizer,
     TrainConfig,
     load_dataset,
     make_folds,
     prepare_folds,
     train_stack,
 )
-from trainers.step_capture import compute_dtype
+from trainers.manual_backward import loss_and_grad
+from trainers.step_capture import CompiledStep, compute_dtype
 
 CPU = torch.device("cpu")
 EVERY_OPTIMIZER = [
@@ -102,3 +105,42 @@ def test_compiled_bf16_step_trains_like_the_eager_bf16_step(data) -> None:
         # Both round the matmuls to bfloat16 (8 bits of mantissa); the compiled step may keep
         # fused intermediates in float32, so they agree to bfloat16's precision only.
         np.testing.assert_allclose(right.result.val_loss, left.result.val_loss, rtol=3e-2)
+
+
+@pytest.mark.parametrize("pure", [True, False], ids=["pure-as-on-cuda", "in-place-as-on-cpu"])
+def test_both_compiled_step_forms_equal_one_eager_step(pure) -> None:
+    """CUDA runs the pure form (for its graphs) and the CPU the in-place one; both are checked
+    here on the CPU against the eager step, a ragged step included (one row sits it out)."""
+    model = StackedMLP(4, 1, MLPConfig((8,)))
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets = (
+        torch.randn(6, 5, 4, generator=generator),
+        torch.randn(6, 5, generator=generator),
+    )
+    weight_scale = torch.full((6, 5), 0.2)
+    active = torch.tensor([True, True, False, True, True, True]).unsqueeze(1)
+
+    def stack():
+        flat = model.init_flat(6, seed=1, device=CPU)
+        adam = StackedOptimizer(flat[:3], [OptimizerConfig("adam", 0.01)] * 3)
+        rmsprop = StackedOptimizer(flat[3:], [OptimizerConfig("rmsprop", 0.01, momentum=0.5)] * 3)
+        return flat, [adam, rmsprop]
+
+    flat, optimizers = stack()
+    for _ in range(3):
+        _loss, grad = loss_and_grad(
+            model, flat, inputs, targets, weight_scale, classification=False
+        )
+        optimizers[0].step(grad[:3], active=active[:3])
+        optimizers[1].step(grad[3:], active=active[3:])
+    compiled_flat, compiled_optimizers = stack()
+    step = CompiledStep(
+        model, compiled_optimizers, classification=False, precision="fp32", device=CPU, pure=pure
+    )
+    for _ in range(3):
+        step(compiled_flat, compiled_optimizers, inputs, targets, weight_scale, active, None)
+    torch.testing.assert_close(compiled_flat, flat, rtol=1e-5, atol=1e-6)
+    assert torch.equal(compiled_flat[2], stack()[0][2])  # the inactive row never moved
+    for eager, compiled in zip(optimizers, compiled_optimizers):
+        for name, value in eager.state.items():
+            torch.testing.assert_close(compiled.state[name], value, rtol=1e-5, atol=1e-6)
