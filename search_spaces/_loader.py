@@ -690,7 +690,9 @@ class _Validator:
         if "precision" in m:
             spec["precision"] = self.choice("training.precision", m["precision"], PRECISIONS)
         if "capture" in m:
-            spec["capture"] = self.choice("training.capture", m["capture"], CAPTURE_MODES)
+            # YAML reads an unquoted `off` as false; it means the mode named off.
+            capture = "off" if m["capture"] is False else m["capture"]
+            spec["capture"] = self.choice("training.capture", capture, CAPTURE_MODES)
         return TrainingSpec(**spec)
 
     def search(self, raw: Mapping[str, Any]) -> SearchSpec:

@@ -79,6 +79,8 @@ def test_default_space_has_documented_values():
     assert spec.model.hidden == (64,) and spec.model.activation == "relu"
     assert spec.cv.folds == 5
     assert spec.training.epochs == 15 and spec.training.schedule == "none"
+    # `capture: off` unquoted is YAML's false: it still means the mode named off.
+    assert (spec.training.precision, spec.training.capture) == ("fp32", "off")
     assert spec.search.batch_size == (1, 8, 32, 128, "full")
     assert spec.search.lr == FloatRange(low=1e-4, high=3e-1, log=True)
     assert spec.search.optimizer == ("sgd", "momentum", "adam", "adamw", "rmsprop")
@@ -209,6 +211,7 @@ BAD_CASES = [
     ({"training.device": "gpu"}, "training.device", "'gpu'"),
     ({"training.precision": "fp16"}, "training.precision", "'fp16'"),
     ({"training.capture": "cuda_graphs"}, "training.capture", "'cuda_graphs'"),
+    ({"training.capture": True}, "training.capture", "got true"),
     ({"search.batch_size": []}, "search.batch_size", "got []"),
     ({"search.batch_size": [8, 8]}, "search.batch_size", "[8, 8]"),
     ({"search.batch_size": [0, "full"]}, "search.batch_size", "got 0"),
