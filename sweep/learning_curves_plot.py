@@ -59,7 +59,7 @@ def learning_curves_figure(trials: list[FrozenTrial]) -> Figure:
         val_axis.legend(fontsize=8)
     else:
         val_axis.text(0.5, 0.5, "no completed trial yet", ha="center", transform=val_axis.transAxes)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.11, top=0.92, wspace=0.04)
     return figure
 
 

@@ -4,17 +4,17 @@ folder, and logged to the study's parent MLflow run."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import optuna
 
 from sweep import console
-from sweep.batch_size_report import rows_as_csv
 from sweep.errors import UsageError
-from sweep.report_figures import close_all, report_figures
+from sweep.report_files import CSV_FILE, copy_files, write_report_files
 from sweep.runner import check_storage_url, check_tracking_uri, load_data, quiet_library_logs
 from sweep.study import load_spec, make_storage
-from sweep.study_report import StudyReport, build_report, log_report
+from sweep.study_report import StudyReport, best_config_of, build_report, log_report, report_dicts
 from sweep.tracking import PARENT_RUN_ATTR, Tracker
 from trainers import prepare_folds
 
@@ -39,25 +39,24 @@ def run_report(
     if report.pareto:
         print(console.pareto_table(report.pareto))
     folder = output or Path("mlruns") / "reports" / study_name
-    _write_files(folder, study, report)
-    print(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")
     parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-    if parent_run_id:
-        tracker = Tracker(tracking_uri, study_name)
-        tracker.parent_run_id = parent_run_id
-        log_report(tracker, study, report)
-        tracker.drain()
-        print(f"logged to MLflow run {parent_run_id} ({tracking_uri})")
+    with tempfile.TemporaryDirectory(prefix="sweep-report-") as staging:
+        # Each figure drawn and saved once: copied to the folder, uploaded from here.
+        staged = Path(staging)
+        names = write_report_files(
+            staged, study, report, report_dicts(report, best_config_of(study, report))
+        )
+        _write_folder(folder, report, staged, [n for n in names if n.endswith(".png")])
+        print(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")
+        if parent_run_id:
+            tracker = Tracker(tracking_uri, study_name)
+            tracker.parent_run_id = parent_run_id
+            log_report(tracker, study, report, files=staged)
+            tracker.drain()
+            print(f"logged to MLflow run {parent_run_id} ({tracking_uri})")
     return report
 
 
-def _write_files(folder: Path, study: optuna.Study, report: StudyReport) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "batch_size_report.csv").write_text(rows_as_csv(report.rows))
+def _write_folder(folder: Path, report: StudyReport, staged: Path, figures: list[str]) -> None:
+    copy_files(staged, [CSV_FILE, *figures], folder)
     (folder / "batch_size_report.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-    figures = report_figures(study, report.rows, report.choice)
-    try:
-        for name, figure in figures.items():
-            figure.savefig(folder / name, dpi=110)
-    finally:
-        close_all(figures)

@@ -65,7 +65,7 @@ def _score_figure(rows: list[BatchSizeRow], choice: BatchSizeChoice | None) -> F
     axis.set_title("CV score vs batch size")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.11, right=0.98, bottom=0.11, top=0.93)
     return figure
 
 
@@ -83,7 +83,7 @@ def _cost_figure(rows: list[BatchSizeRow]) -> Figure:
         axis.set_xticks(x, labels)
         axis.set_xlabel("Batch size")
         axis.grid(True, axis="y", alpha=0.3)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.12, top=0.92, wspace=0.22)
     return figure
 
 
@@ -105,7 +105,7 @@ def _lr_figure(study: optuna.Study) -> Figure:
     axis.set_ylabel("Learning rate")
     axis.set_title("Learning rate vs batch size, completed trials")
     axis.grid(True, alpha=0.3)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.13, right=0.98, bottom=0.11, top=0.93)
     return figure
 
 
@@ -134,7 +134,16 @@ def _optuna_figures(study: optuna.Study) -> dict[str, Figure]:
                 figures["pareto_front.png"] = axis.figure
             except (ValueError, RuntimeError):
                 pass
-    for figure in figures.values():
+    for name, figure in figures.items():
         figure.set_size_inches(8, 5)
-        figure.tight_layout()
+        figure.subplots_adjust(**_OPTUNA_MARGINS.get(name, {}), bottom=0.11, top=0.92)
     return figures
+
+
+# Fixed margins, far cheaper than tight_layout: the history's legend sits right of its axes, the
+# importances' bars need room on the left for the longest parameter name (weight_decay).
+_OPTUNA_MARGINS = {
+    "optimization_history.png": {"left": 0.09, "right": 0.73},
+    "param_importances.png": {"left": 0.17, "right": 0.97},
+    "pareto_front.png": {"left": 0.1, "right": 0.97},
+}

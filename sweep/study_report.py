@@ -5,8 +5,10 @@ gradient noise scale, and the figures."""
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 import torch
@@ -19,12 +21,11 @@ from sweep.batch_size_report import (
     as_metrics,
     batch_size_rows,
     choose_batch_size,
-    rows_as_csv,
 )
-from sweep.best_config import ARTIFACT_FILE
+from sweep.best_config import ARTIFACT_FILE, BestConfig
 from sweep.export import best_config_from_trial
 from sweep.objectives import cv_loss, pareto_front
-from sweep.report_figures import close_all, report_figures
+from sweep.report_files import write_report_files
 from sweep.selection import recommended_trial
 from sweep.study import BUDGET_ATTR, counted_trials
 from sweep.tracking import RunBuffer, Tracker
@@ -103,22 +104,24 @@ def build_report(
     return StudyReport(rows, choice, trial, noise, "", pareto)
 
 
-def log_report(tracker: Tracker, study: optuna.Study, report: StudyReport) -> None:
-    """Write the report into the study's parent run (the caller drains the writer first)."""
+def log_report(
+    tracker: Tracker, study: optuna.Study, report: StudyReport, *, files: Path | None = None
+) -> None:
+    """Write the report into the study's parent run: its values in one batch, then its files
+    (:mod:`sweep.report_files`) in one upload. ``files``: a folder that already holds them; else
+    they are written to a temporary one, while the writer thread sends the values."""
     buffer = tracker.parent_buffer()
     buffer.metric_dict(as_metrics(report.rows))
     buffer.metric("counted_trials", counted_trials(study))
-    dicts: dict[str, dict] = {"batch_size_report.json": report.as_dict()}
     if report.pareto:
-        dicts["pareto_front.json"] = {"trials": report.pareto}
         buffer.tag_dict(
             {"pareto_batch_sizes": ",".join(dict.fromkeys(p["batch_size"] for p in report.pareto))}
         )
     if report.noise is not None and math.isfinite(report.noise.b_simple):
         buffer.metric("critical_batch_size", report.noise.b_simple)
-    if report.recommended is not None and report.choice is not None:
+    best = best_config_of(study, report)
+    if best is not None:
         trial = report.recommended
-        best = best_config_from_trial(study, trial, rule=report.choice.rule)
         if counted_trials(study) >= study.user_attrs.get(BUDGET_ATTR, 0):
             buffer.param_dict(
                 {
@@ -137,23 +140,38 @@ def log_report(tracker: Tracker, study: optuna.Study, report: StudyReport) -> No
             }
         )
         buffer.metric_dict({"best_cv_val_loss": cv_loss(trial), "best_trial_number": trial.number})
-        dicts[ARTIFACT_FILE] = best.to_dict()
     _drop_params_already_logged(buffer)
     buffer.flush()
-    tracker.drain()
-    tracker.client.log_text(
-        tracker.parent_run_id, rows_as_csv(report.rows), "batch_size_report.csv"
-    )
-    figures = report_figures(study, report.rows, report.choice)
-    try:
-        tracker.log_parent_artifacts(dicts=dicts, figures=figures)
-    finally:
-        close_all(figures)
+    if files is not None:
+        tracker.log_parent_artifacts(files)
+        return
+    with tempfile.TemporaryDirectory(prefix="sweep-report-") as staging:
+        write_report_files(Path(staging), study, report, report_dicts(report, best))
+        tracker.log_parent_artifacts(Path(staging))
+
+
+def best_config_of(study: optuna.Study, report: StudyReport) -> BestConfig | None:
+    """The recommended trial as an exportable config (``best_config.json``), if there is one."""
+    if report.recommended is None or report.choice is None:
+        return None
+    return best_config_from_trial(study, report.recommended, rule=report.choice.rule)
+
+
+def report_dicts(report: StudyReport, best: BestConfig | None) -> dict[str, dict]:
+    """The report's JSON files: file name -> payload."""
+    dicts: dict[str, dict] = {"batch_size_report.json": report.as_dict()}
+    if report.pareto:
+        dicts["pareto_front.json"] = {"trials": report.pareto}
+    if best is not None:
+        dicts[ARTIFACT_FILE] = best.to_dict()
+    return dicts
 
 
 def _drop_params_already_logged(buffer: RunBuffer) -> None:
     """MLflow params are write-once. A study whose budget is raised later may find a new best:
     its params keep the first value, while the tags and best_config.json follow the current best."""
+    if not buffer.params:
+        return
     existing = buffer.client.get_run(buffer.run_id).data.params
     buffer.params = [
         p for p in buffer.params if p.key not in existing or existing[p.key] == p.value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
@@ -143,15 +144,11 @@ class Tracker:
         assert self.parent_run_id is not None
         return RunBuffer(self.client, self.parent_run_id, self.writer)
 
-    def log_parent_artifacts(
-        self, *, dicts: Mapping[str, dict], figures: Mapping[str, Any]
-    ) -> None:
+    def log_parent_artifacts(self, folder: Path) -> None:
+        """Upload every file in ``folder`` to the parent run's artifact root, in one call."""
         assert self.parent_run_id is not None
         self.writer.drain()
-        for artifact_file, payload in dicts.items():
-            self.client.log_dict(self.parent_run_id, payload, artifact_file)
-        for artifact_file, figure in figures.items():
-            self.client.log_figure(self.parent_run_id, figure, artifact_file)
+        self.client.log_artifacts(self.parent_run_id, str(folder))
 
     def end_parent(self, status: str) -> None:
         assert self.parent_run_id is not None
