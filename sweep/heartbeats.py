@@ -34,10 +34,17 @@ def heartbeat_recorder(study: optuna.Study) -> Callable[[optuna.Trial], None] | 
 class GroupHeartbeat:
     """Beats for every live trial of a group, including those still waiting for their stack, so
     no other worker takes them for dead. Call :meth:`beat` often; it writes at most every
-    ``HEARTBEAT_SECONDS / 3``."""
+    ``HEARTBEAT_SECONDS / 3``. ``last``: when the group's trials were last beaten, if they were
+    (on being asked); else they are beaten now."""
 
-    def __init__(self, study: optuna.Study, trials: Callable[[], Iterable[optuna.Trial]]) -> None:
-        self.record, self.trials, self.last = heartbeat_recorder(study), trials, 0.0
+    def __init__(
+        self,
+        study: optuna.Study,
+        trials: Callable[[], Iterable[optuna.Trial]],
+        *,
+        last: float = 0.0,
+    ) -> None:
+        self.record, self.trials, self.last = heartbeat_recorder(study), trials, last
         self.beat()
 
     def beat(self) -> None:

@@ -24,7 +24,8 @@ def finish_parent(
 
     With status RUNNING (other workers go on) the noise scale is left to the last worker.
     """
-    tracker.drain()  # every trial's writes first: the summary reads what they wrote
+    # No drain first: the report reads Optuna, and the writer sends the last trials' MLflow writes
+    # while it is built; log_report drains before it uploads the files.
     report = build_report(
         study, spec=spec, data=None if status == "RUNNING" else data, final_params=final_params
     )

@@ -30,7 +30,7 @@ from sweep.selection import recommended_trial
 from sweep.study import BUDGET_ATTR, counted_trials
 from sweep.tracking import RunBuffer, Tracker
 from sweep.trial_params import train_config
-from sweep.trial_record import MLFLOW_RUN_ATTR
+from sweep.trial_record import run_id_of
 from trainers import FoldData, train_folds
 from trainers.noise_scale import NoiseScale, fold_noise_scale
 
@@ -136,7 +136,7 @@ def log_report(
                 "best_batch_size_rule": report.choice.rule,
                 "argmin_batch_size": report.choice.argmin_batch_size,
                 "best_trial_number": trial.number,
-                "best_trial_run_id": trial.user_attrs.get(MLFLOW_RUN_ATTR, ""),
+                "best_trial_run_id": run_id_of(trial),
             }
         )
         buffer.metric_dict({"best_cv_val_loss": cv_loss(trial), "best_trial_number": trial.number})

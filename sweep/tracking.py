@@ -17,10 +17,12 @@ from mlflow.tracking import MlflowClient
 
 from sweep.locations import artifact_root_for, spool_path_for
 from sweep.mlflow_writer import MlflowWriter
+from sweep.trial_record import TRIAL_NUMBER_TAG
 
 # MLflow 3 opens experiments in its GenAI view unless told this is model training.
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow nests a run under the run this tag names
 MAX_ENTITIES_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_TAGS_PER_BATCH = 100
 FLUSH_EVERY_SECONDS = 15.0  # long trials still show progress in the UI
@@ -85,6 +87,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.experiment_id = self._experiment(experiment_name, artifact_root_for(tracking_uri))
         self.parent_run_id: str | None = None
+        self.trial_run_ids: set[str] = set()  # the runs this tracker created: it ends them itself
         self.writer = MlflowWriter(self.client, tracking_uri, spool_path_for(tracking_uri))
         self.writer.replay_spool()  # what an earlier sweep could not send
 
@@ -121,11 +124,12 @@ class Tracker:
             self.experiment_id,
             run_name=f"trial-{trial_number:04d}",
             tags={
-                "mlflow.parentRunId": self.parent_run_id,
-                "optuna.trial_number": str(trial_number),
+                PARENT_TAG: self.parent_run_id,
+                TRIAL_NUMBER_TAG: str(trial_number),
                 **{k: str(v) for k, v in tags.items()},
             },
         )
+        self.trial_run_ids.add(run.info.run_id)
         buffer = RunBuffer(self.client, run.info.run_id, self.writer)
         buffer.param_dict(params)
         buffer.flush()

@@ -59,6 +59,7 @@ def run_trials(
         if remaining <= 0 or (deadline is not None and time.monotonic() >= deadline):
             return
         sessions: list[TrialSession] = []
+        first_beat = time.monotonic()  # every trial asked below is beaten at once
         try:
             with warnings.catch_warnings():
                 # Optuna beats heartbeats only inside study.optimize; sweep.heartbeats does it here.
@@ -85,7 +86,9 @@ def run_trials(
                             )
                         )
             heartbeat = GroupHeartbeat(
-                study, lambda group=sessions: [s.trial for s in group if not s.done]
+                study,
+                lambda group=sessions: [s.trial for s in group if not s.done],
+                last=first_beat,
             )
             for stack in _stacks(sessions, data):
                 if stop is not None and stop.requested:
@@ -107,7 +110,11 @@ def run_trials(
 
 def _over_budget(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
     """Two workers may ask for the last trial at once. The one whose trial has the higher number
-    gives it back (FAILED, with the reason; failed trials do not count), so the budget is exact."""
+    gives it back (FAILED, with the reason; failed trials do not count), so the budget is exact.
+
+    At most ``number + 1`` trials have a number up to the trial's: below the budget, no read."""
+    if trial.number < budget:
+        return False
     taken = study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     )

@@ -52,12 +52,14 @@ class TrialSession:
         self.run: RunBuffer = tracker.start_trial(
             self.trial.number, logged, {"study": study.study_name}
         )
-        self.trial.set_user_attr(MLFLOW_RUN_ATTR, self.run.run_id)
         # Without a pruner, Optuna needs no per-epoch report: the curves travel in the record.
         self.report_to_pruner = report_to_pruner
+        # The run id goes to Optuna with the record, in its one write at the end; until then the
+        # reaper finds the run by its trial-number tag.
         self.record: dict[str, Any] = {
             "metric_name": metric_name,
             "effective_lr": self.config.optimizer.lr,
+            MLFLOW_RUN_ATTR: self.run.run_id,
         }
         self.train_loss: list[float] = []
         self.val_loss: list[float] = []

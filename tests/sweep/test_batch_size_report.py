@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from sweep.batch_size_report import BatchSizeRow, batch_size_rows, choose_batch_size
 from sweep.runner import RunOptions, run_sweep
-from sweep.trial_record import record_of
+from sweep.trial_record import record_of, run_id_of
 from tests.conftest import write_space
 
 
@@ -96,7 +96,7 @@ def test_report_columns_match_values_computed_by_hand(workdir: Path) -> None:
         trials = [t for t in study.trials if str(t.params["batch_size"]) == size]
         assert all(t.state == TrialState.COMPLETE for t in trials)
         best = min(trials, key=lambda t: t.value)
-        run_id = best.user_attrs["mlflow_run_id"]
+        run_id = run_id_of(best)
         fold_losses = [
             client.get_run(run_id).data.metrics[f"fold_{k}/score_val_loss"] for k in range(3)
         ]
@@ -115,21 +115,14 @@ def test_report_columns_match_values_computed_by_hand(workdir: Path) -> None:
         # 90 rows in 3 folds: 60 training rows per fold
         assert row.updates_per_epoch == (math.ceil(60 / 7) if size == "7" else 1)
         per_trial_seconds = [
-            np.median(
-                [
-                    m.value
-                    for m in client.get_metric_history(
-                        t.user_attrs["mlflow_run_id"], "epoch_seconds"
-                    )
-                ]
-            )
+            np.median([m.value for m in client.get_metric_history(run_id_of(t), "epoch_seconds")])
             for t in trials
         ]
         assert row.seconds_per_epoch == pytest.approx(np.median(per_trial_seconds), rel=1e-6)
         assert row.samples_per_second == pytest.approx(180 / row.seconds_per_epoch, rel=1e-6)
         limit = min(val_curve) * 1.01
         by_hand = [next(e for e, v in enumerate(c, 1) if v <= min(c) * 1.01) for c in
-                   ([m.value for m in client.get_metric_history(t.user_attrs["mlflow_run_id"], "val_loss")] for t in trials)]  # fmt: skip
+                   ([m.value for m in client.get_metric_history(run_id_of(t), "val_loss")] for t in trials)]  # fmt: skip
         assert row.epochs_to_converge == pytest.approx(np.median(by_hand))
         assert min(val_curve) <= limit
         assert row.memory_kind == "estimate" and row.peak_memory_bytes > 0

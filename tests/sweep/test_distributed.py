@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweep.trial_record import record_of
+from sweep.trial_record import record_of, run_id_of
 from tests.conftest import write_space
 
 pytestmark = pytest.mark.slow
@@ -161,8 +161,13 @@ def test_kill_9_mid_trial_then_resume_completes_the_budget(
     assert retried and retried[0].params == killed[0].params  # re-queued with its params
     parents, children = _runs(tracking, "slow")
     assert all(r.info.status != "RUNNING" for r in parents + children)  # the reaper's work
-    killed_run = killed[0].user_attrs["mlflow_run_id"]
-    assert {c.info.run_id: c.info.status for c in children}[killed_run] == "FAILED"
+    # It died before its record: its run is found by its trial-number tag.
+    killed_runs = [
+        c for c in children if c.data.tags["optuna.trial_number"] == str(killed[0].number)
+    ]
+    assert [c.info.status for c in killed_runs] == ["FAILED"]
+    assert killed_runs[0].data.tags["reaped"] == "trial ended FAIL"
+    assert all("reaped" not in c.data.tags for c in children if c not in killed_runs)
 
 
 @pytest.mark.parametrize(
@@ -199,4 +204,4 @@ def test_ctrl_c_records_the_current_trial_and_leaves_nothing_running(
         assert last.state in (TrialState.FAIL, TrialState.PRUNED)
         expected = "FAILED" if last.state == TrialState.FAIL else "KILLED"
         run_status = {c.info.run_id: c.info.status for c in children}
-        assert run_status[last.user_attrs["mlflow_run_id"]] == expected
+        assert run_status[run_id_of(last)] == expected
