@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from search_spaces import SweepSpec
 from sweep import console
+from sweep.gc_freeze import frozen_heap
 from sweep.graceful_stop import GracefulStop
 from sweep.heartbeats import fail_stale_trials
 from sweep.objectives import argmin_trial, cv_loss
@@ -29,6 +30,7 @@ from sweep.trial_loop import run_trials
 from trainers import Dataset, Fold, prepare_folds
 
 
+@frozen_heap()
 def run_validated(
     *,
     spec: SweepSpec,
