@@ -55,6 +55,8 @@ class SweepOutcome:
     counted_trials: int
     budget: int
     worker_exit_codes: tuple[int, ...] = ()  # with --workers: each worker process's exit status
+    seconds: float = 0.0  # this process's sweep, from opening the stores to the report's end
+    training_seconds: float = 0.0  # of which in the training engine
 
 
 def run_sweep(options: RunOptions) -> SweepOutcome:

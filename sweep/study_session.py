@@ -26,7 +26,7 @@ from sweep.sqlite_tuning import tune_sqlite_connections
 from sweep.stores import open_stores
 from sweep.study import counted_trials
 from sweep.study_report import StudyReport
-from sweep.trial_loop import run_trials
+from sweep.trial_loop import TrainingClock, run_trials
 from trainers import Dataset, Fold, prepare_folds
 
 
@@ -43,6 +43,7 @@ def run_validated(
     resuming: bool,
     show_progress: bool = True,
 ) -> SweepOutcome:
+    started = time.perf_counter()  # the sweep's own work (stores, Optuna, MLflow, report) too
     tune_sqlite_connections()
     data = prepare_folds(dataset, folds, device=device)
     study, tracker = open_stores(
@@ -65,7 +66,6 @@ def run_validated(
         f"  optuna storage: {storage_url}\n"
         f"  mlflow tracking: {tracking_uri} (experiment {tracker.experiment_id})"
     )
-    started = time.perf_counter()
     best = argmin_trial(study)
     progress = console.TrialProgress(
         total=spec.budget.trials,
@@ -76,6 +76,7 @@ def run_validated(
     )
     status = "FAILED"  # until the loop ends normally
     final_params: dict[int, torch.Tensor] = {}  # trials trained here: no retraining for the report
+    clock = TrainingClock()
     with GracefulStop() as stop:
         try:
             if remaining:
@@ -87,6 +88,7 @@ def run_validated(
                     on_trial_end=progress,
                     stop=stop,
                     final_params=final_params,
+                    clock=clock,
                 )
             status = end_status(study, spec.budget.trials, stopped=stop.requested is not None)
         except KeyboardInterrupt:
@@ -100,8 +102,9 @@ def run_validated(
                     tracker, study, status, spec=spec, data=data, final_params=final_params
                 )
     ran = counted_trials(study) - done
+    seconds = time.perf_counter() - started
     if not show_progress:  # a worker of a launcher, which prints the summary itself
-        say(f"worker done: {ran} trial(s) in {time.perf_counter() - started:.1f} s.")
+        say(f"worker done: {ran} trial(s) in {seconds:.1f} s.")
     elif stop.requested:
         say(
             f"\nStopped by {stop.requested}: {counted_trials(study)}/{spec.budget.trials} trials "
@@ -109,7 +112,7 @@ def run_validated(
             f"  sweep worker --study {study_name} --storage {storage_url}"
         )
     else:
-        print_summary(study, report, ran=ran, seconds=time.perf_counter() - started)
+        print_summary(study, report, ran=ran, seconds=seconds, training_seconds=clock.seconds)
     return SweepOutcome(
         study_name=study_name,
         storage_url=storage_url,
@@ -119,6 +122,8 @@ def run_validated(
         trials_run=ran,
         counted_trials=counted_trials(study),
         budget=spec.budget.trials,
+        seconds=seconds,
+        training_seconds=clock.seconds,
     )
 
 
@@ -132,7 +137,14 @@ def end_status(study: optuna.Study, budget: int, *, stopped: bool) -> str:
     return "KILLED"
 
 
-def print_summary(study: optuna.Study, report: StudyReport, *, ran: int, seconds: float) -> None:
+def print_summary(
+    study: optuna.Study,
+    report: StudyReport,
+    *,
+    ran: int,
+    seconds: float,
+    training_seconds: float,
+) -> None:
     trials = study.get_trials(deepcopy=False)
     say("\n" + console.trials_table(trials))
     say("\nPer batch size:\n" + console.batch_size_table(report.rows, report.choice))
@@ -141,7 +153,8 @@ def print_summary(study: optuna.Study, report: StudyReport, *, ran: int, seconds
     if report.pareto:
         say("\n" + console.pareto_table(report.pareto))
     say(
-        f"\n{ran} trial(s) in {seconds:.1f} s. "
+        f"\n{ran} trial(s) in {seconds:.1f} s: training {training_seconds:.2f} s, the rest "
+        f"(Optuna, MLflow, report) {seconds - training_seconds:.2f} s.\n"
         f"Browse: make ui   Export: sweep best --study {study.study_name}"
     )
 

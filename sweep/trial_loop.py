@@ -11,6 +11,7 @@ import contextlib
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import optuna
 import torch
@@ -25,6 +26,14 @@ from sweep.trial_session import TrialSession
 from trainers import FoldData, resolved_batch_size, stack_key, train_stack
 
 
+@dataclass
+class TrainingClock:
+    """Seconds spent in the engine, its per-epoch callbacks (MLflow buffering, pruner reports)
+    excluded: the rest of a sweep's wall time is what Optuna, MLflow and the report add."""
+
+    seconds: float = 0.0
+
+
 def run_trials(
     study: optuna.Study,
     spec: SweepSpec,
@@ -34,6 +43,7 @@ def run_trials(
     on_trial_end: Callable[[optuna.Study, TrialSession], None],
     stop: GracefulStop | None = None,
     final_params: dict[int, torch.Tensor] | None = None,
+    clock: TrainingClock | None = None,
 ) -> None:
     """Run trials until the study holds ``spec.budget.trials`` COMPLETE + PRUNED ones, counting
     the trials other workers are running, or until ``stop`` is requested."""
@@ -96,7 +106,7 @@ def run_trials(
                         for session in stack:
                             session.fail(f"not started: stopped by {stop.requested}")
                     continue
-                row_ceiling = _train(stack, data, heartbeat, row_ceiling, stop)
+                row_ceiling = _train(stack, data, heartbeat, row_ceiling, stop, clock)
                 for session in stack:
                     if final_params is not None and session.final_params is not None:
                         final_params[session.number] = session.final_params  # for the report
@@ -139,22 +149,33 @@ def _train(
     heartbeat: GroupHeartbeat,
     row_ceiling: int | None,
     stop: GracefulStop | None,
+    clock: TrainingClock | None = None,
 ) -> int | None:
     """Train one stack and end its trials; returns the row ceiling for the stacks after it."""
+    callback_seconds = 0.0
 
     def on_epoch(index: int, report) -> bool:  # noqa: ANN001 - trainers.EpochReport
+        nonlocal callback_seconds
+        started = time.perf_counter()
         heartbeat.beat()
         keep_going = stack[index].on_epoch(report)
         if keep_going and stop is not None and stop.requested:
             stack[index].prune_reason = f"stopped by {stop.requested} after epoch {report.epoch}"
-            return False
+            keep_going = False
+        callback_seconds += time.perf_counter() - started
         return keep_going
 
+    started = time.perf_counter()
     try:
         outcomes = train_stack(
             data, [session.config for session in stack], on_epoch=on_epoch, max_rows=row_ceiling
         )
     except torch.OutOfMemoryError:
+        outcomes = None  # handled below, once the error and the tensors it holds are gone
+    finally:
+        if clock is not None:
+            clock.seconds += time.perf_counter() - started - callback_seconds
+    if outcomes is None:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         # Later steps hold at most half the rows this one tried; larger batches are chunked.

@@ -10,7 +10,7 @@ from trainers import data, stacked_mlp, stacked_optim, train_config
 def test_space_vocabulary_matches_the_trainers() -> None:
     assert search_spaces.OPTIMIZERS == stacked_optim.OPTIMIZER_NAMES
     assert search_spaces.SCHEDULES == train_config.SCHEDULES
-    assert search_spaces.ACTIVATIONS == tuple(stacked_mlp.ACTIVATIONS)
+    assert tuple(stacked_mlp.ACTIVATIONS) == search_spaces.ACTIVATIONS
     assert search_spaces.PRECISIONS == train_config.PRECISIONS
     assert search_spaces.CAPTURE_MODES == train_config.CAPTURE_MODES
     assert set(search_spaces.NAMED_DATASETS) == set(data.NAMED_DATASETS)
