@@ -143,8 +143,10 @@ def print_summary(
     *,
     ran: int,
     seconds: float,
-    training_seconds: float,
+    training_seconds: float | None = None,
 ) -> None:
+    """The trials table, the per-batch-size table and the timing; ``training_seconds`` (time in
+    the engine) is known when this process trained every trial."""
     trials = study.get_trials(deepcopy=False)
     say("\n" + console.trials_table(trials))
     say("\nPer batch size:\n" + console.batch_size_table(report.rows, report.choice))
@@ -152,9 +154,14 @@ def print_summary(
         say(console.noise_line(report.noise))
     if report.pareto:
         say("\n" + console.pareto_table(report.pareto))
+    split = (
+        ""
+        if training_seconds is None
+        else f": training {training_seconds:.2f} s, the rest (Optuna, MLflow, report) "
+        f"{seconds - training_seconds:.2f} s"
+    )
     say(
-        f"\n{ran} trial(s) in {seconds:.1f} s: training {training_seconds:.2f} s, the rest "
-        f"(Optuna, MLflow, report) {seconds - training_seconds:.2f} s.\n"
+        f"\n{ran} trial(s) in {seconds:.1f} s{split}.\n"
         f"Browse: make ui   Export: sweep best --study {study.study_name}"
     )
 

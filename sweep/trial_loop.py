@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from search_spaces.spec import SweepSpec
 from sweep.graceful_stop import GracefulStop
 from sweep.heartbeats import GroupHeartbeat, fail_stale_trials, heartbeat_recorder
+from sweep.pruning import trials_to_prune
 from sweep.study import counted_trials, grid_size
 from sweep.tracking import Tracker
 from sweep.trial_session import TrialSession
@@ -154,21 +155,45 @@ def _train(
     """Train one stack and end its trials; returns the row ceiling for the stacks after it."""
     callback_seconds = 0.0
 
+    reported: list[int] = []  # the trials that reported this epoch, for the pruner
+
     def on_epoch(index: int, report) -> bool:  # noqa: ANN001 - trainers.EpochReport
         nonlocal callback_seconds
         started = time.perf_counter()
         heartbeat.beat()
-        keep_going = stack[index].on_epoch(report)
-        if keep_going and stop is not None and stop.requested:
+        stack[index].on_epoch(report)
+        keep_going = True
+        if stop is not None and stop.requested:
             stack[index].prune_reason = f"stopped by {stop.requested} after epoch {report.epoch}"
             keep_going = False
+        elif stack[index].report_to_pruner:
+            reported.append(index)
         callback_seconds += time.perf_counter() - started
         return keep_going
+
+    def on_epoch_end() -> list[int]:
+        nonlocal callback_seconds
+        started = time.perf_counter()
+        pruned = trials_to_prune(stack[0].study, [stack[index].trial for index in reported])
+        stopped = [index for index in reported if stack[index].number in pruned]
+        for index in stopped:
+            session = stack[index]
+            session.prune_reason = (
+                f"pruned at epoch {len(session.val_loss)}: cv val_loss "
+                f"{session.val_loss[-1]:.4g} behind other trials"
+            )
+        reported.clear()
+        callback_seconds += time.perf_counter() - started
+        return stopped
 
     started = time.perf_counter()
     try:
         outcomes = train_stack(
-            data, [session.config for session in stack], on_epoch=on_epoch, max_rows=row_ceiling
+            data,
+            [session.config for session in stack],
+            on_epoch=on_epoch,
+            on_epoch_end=on_epoch_end,
+            max_rows=row_ceiling,
         )
     except torch.OutOfMemoryError:
         outcomes = None  # handled below, once the error and the tensors it holds are gone

@@ -74,8 +74,9 @@ class TrialSession:
     def number(self) -> int:
         return self.trial.number
 
-    def on_epoch(self, report: EpochReport) -> bool:
-        """Buffer the epoch's curves, report to Optuna; False when the pruner stops the trial."""
+    def on_epoch(self, report: EpochReport) -> None:
+        """Buffer the epoch's curves and report the CV loss to Optuna (for the pruner, which
+        :func:`sweep.pruning.trials_to_prune` asks once per epoch for the whole stack)."""
         cv_val_loss = float(report.val_loss.mean())
         self.train_loss.append(float(report.train_loss.mean()))
         self.val_loss.append(cv_val_loss)
@@ -107,15 +108,8 @@ class TrialSession:
                 step,
             )
         self.run.flush_if_due()
-        if not self.report_to_pruner:
-            return True
-        self.trial.report(cv_val_loss, step)
-        if self.trial.should_prune():
-            self.prune_reason = (
-                f"pruned at epoch {step}: cv val_loss {cv_val_loss:.4g} behind other trials"
-            )
-            return False
-        return True
+        if self.report_to_pruner:
+            self.trial.report(cv_val_loss, step)
 
     def finish(self, outcome: StackOutcome) -> None:
         """Tell the study how the trial ended, and end its MLflow run to match."""

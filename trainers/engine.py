@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,13 +94,15 @@ def train_stack(
     configs: Sequence[TrainConfig],
     *,
     on_epoch: StackCallback | None = None,
+    on_epoch_end: Callable[[], Iterable[int]] | None = None,
     max_rows: int | None = None,
 ) -> list[StackOutcome]:
     """Train several trials' folds as one stack; one :class:`StackOutcome` per config, in order.
 
     All configs must share :func:`stack_key`. ``on_epoch(i, report)`` is called for each live
-    trial after each epoch; returning False stops trial ``i`` there. Exceptions raised by it
-    propagate and end the whole stack.
+    trial after each epoch; returning False stops trial ``i`` there. Then ``on_epoch_end()``, if
+    given, may name more trials to stop, decided from all of the epoch's reports at once.
+    Exceptions raised by either propagate and end the whole stack.
 
     ``max_rows`` caps the (model, sample) rows one step holds on the device, below the cap that
     comes from the free memory (:func:`trainers.memory.max_step_rows`). A larger batch is computed in
@@ -119,6 +121,9 @@ def train_stack(
                 continue
             keep_going = True if on_epoch is None else on_epoch(index, report)
             if keep_going is False:
+                run.outcomes[index] = StackOutcome(stopped_at_epoch=epoch + 1)
+        for index in () if on_epoch_end is None else on_epoch_end():
+            if index in run.live and index not in run.outcomes:
                 run.outcomes[index] = StackOutcome(stopped_at_epoch=epoch + 1)
         run.drop_finished()
         if not run.live:
