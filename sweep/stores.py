@@ -81,6 +81,7 @@ def _log_space(tracker: Tracker, spec: SweepSpec, dataset: Dataset) -> None:
             "folds": spec.cv.folds,
             "epochs": spec.training.epochs,
             "schedule": spec.training.schedule,
+            "precision": spec.training.precision,  # capture is each worker's own choice
             "model_hidden": list(spec.model.hidden),
             "model_activation": spec.model.activation,
             "search_batch_size": list(spec.search.batch_size),

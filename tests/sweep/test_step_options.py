@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from torch._dynamo.utils import counters
 
@@ -65,3 +66,8 @@ def test_sweep_trains_with_compiled_bf16_steps(workdir: Path) -> None:
     assert (stored.training.precision, stored.training.capture) == ("bf16", "compile")
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    client = MlflowClient("sqlite:///mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id], max_results=10)
+    (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert parent.data.params["precision"] == "bf16"
