@@ -18,8 +18,21 @@ def resolve_storage(flag: str | None) -> str:
 
 
 def resolve_tracking_uri(flag: str | None) -> str:
-    """``--tracking-uri`` beats ``$MLFLOW_TRACKING_URI`` beats SQLite under ``mlruns/``."""
-    return flag or os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING_URI
+    """``--tracking-uri`` beats ``$MLFLOW_TRACKING_URI`` beats SQLite under ``mlruns/``; a SQLite
+    file is made absolute (see :func:`absolute_sqlite_uri`)."""
+    return absolute_sqlite_uri(flag or os.environ.get(TRACKING_ENV) or DEFAULT_TRACKING_URI)
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """``uri`` with a relative SQLite file made absolute, from the working directory.
+
+    MLflow caches its stores by URI for the life of the process: a relative one would keep
+    naming the folder it was first used in, after the working directory changed.
+    """
+    path = sqlite_path(uri)
+    if path is None or path.is_absolute():
+        return uri
+    return f"sqlite:///{path.resolve()}"
 
 
 def sqlite_path(uri: str) -> Path | None:

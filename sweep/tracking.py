@@ -15,7 +15,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from sweep.locations import artifact_root_for, spool_path_for
+from sweep.locations import absolute_sqlite_uri, artifact_root_for, spool_path_for
 from sweep.mlflow_writer import MlflowWriter
 from sweep.trial_record import TRIAL_NUMBER_TAG
 
@@ -83,6 +83,7 @@ class Tracker:
     """
 
     def __init__(self, tracking_uri: str, experiment_name: str) -> None:
+        tracking_uri = absolute_sqlite_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri = tracking_uri
         self.experiment_id = self._experiment(experiment_name, artifact_root_for(tracking_uri))

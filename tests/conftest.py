@@ -16,6 +16,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def local_tracking_uri() -> str:
+    """The default MLflow store of the working directory, as an absolute URI (MLflow caches
+    stores by URI: a relative one would name the folder of the test that first used it)."""
+    return f"sqlite:///{Path.cwd() / 'mlruns' / 'mlflow.db'}"
+
+
 def write_space(folder: Path, name: str, text: str) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(text)

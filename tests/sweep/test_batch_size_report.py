@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from sweep.batch_size_report import BatchSizeRow, batch_size_rows, choose_batch_size
 from sweep.runner import RunOptions, run_sweep
 from sweep.trial_record import record_of, run_id_of
-from tests.conftest import write_space
+from tests.conftest import local_tracking_uri, write_space
 
 
 def _row(batch_size: str, loss: float, std: float, n_folds: int = 4) -> BatchSizeRow:
@@ -89,7 +89,7 @@ budget: {trials: 4, group_size: 1}
 def test_report_columns_match_values_computed_by_hand(workdir: Path) -> None:
     run_sweep(RunOptions(space=str(write_space(workdir, "report", SPACE))))
     study = optuna.load_study(study_name="report", storage="sqlite:///mlruns/optuna.db")
-    client = MlflowClient("sqlite:///mlruns/mlflow.db")
+    client = MlflowClient(local_tracking_uri())
     rows = {row.batch_size: row for row in batch_size_rows(study.trials)}
     assert set(rows) == {"7", "full"}
     for size, row in rows.items():

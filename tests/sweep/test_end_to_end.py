@@ -14,15 +14,14 @@ from sweep.cli import main
 from sweep.runner import RunOptions, run_sweep
 from sweep.selection import recommended_trial
 from sweep.trial_record import record_of
-from tests.conftest import tiny_space
+from tests.conftest import local_tracking_uri, tiny_space
 
 pytestmark = pytest.mark.slow
 STORAGE = "sqlite:///mlruns/optuna.db"
-TRACKING = "sqlite:///mlruns/mlflow.db"
 
 
 def _runs(experiment_name: str):
-    client = MlflowClient(TRACKING)
+    client = MlflowClient(local_tracking_uri())
     experiment = client.get_experiment_by_name(experiment_name)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

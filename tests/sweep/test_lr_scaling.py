@@ -13,7 +13,7 @@ from sweep import load_best_config
 from sweep.lr_scaling import resolve_rule, scaled_lr
 from sweep.runner import RunOptions, run_sweep
 from sweep.trial_record import record_of, run_id_of
-from tests.conftest import write_space
+from tests.conftest import local_tracking_uri, write_space
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ budget: {trials: 12}
 def test_trials_train_at_the_scaled_lr_and_the_export_carries_the_rule(workdir: Path) -> None:
     run_sweep(RunOptions(space=str(write_space(workdir, "scaled", SPACE))))
     study = optuna.load_study(study_name="scaled", storage="sqlite:///mlruns/optuna.db")
-    client = MlflowClient("sqlite:///mlruns/mlflow.db")
+    client = MlflowClient(local_tracking_uri())
     for trial in study.trials:
         batch = 40 if trial.params["batch_size"] == "full" else trial.params["batch_size"]
         factor = batch / 4 if trial.params["optimizer"] == "sgd" else math.sqrt(batch / 4)

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from sweep import load_best_config
 from sweep.runner import RunOptions, run_sweep
 from sweep.trial_record import record_of
-from tests.conftest import write_space
+from tests.conftest import local_tracking_uri, write_space
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_pareto_front_of_cv_loss_and_time(workdir: Path, capsys) -> None:
         for number in front:
             other = study.trials[number]
             assert not (trial.values[0] < other.values[0] and trial.values[1] < other.values[1])
-    client = MlflowClient("sqlite:///mlruns/mlflow.db")
+    client = MlflowClient(local_tracking_uri())
     experiment = client.get_experiment_by_name("pareto")
     parent = [
         r

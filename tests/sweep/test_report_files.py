@@ -12,11 +12,10 @@ from mlflow.tracking import MlflowClient
 from sweep.best_config import BestConfig
 from sweep.report_command import run_report
 from sweep.runner import RunOptions, run_sweep
-from tests.conftest import tiny_space
+from tests.conftest import local_tracking_uri, tiny_space
 
 pytestmark = pytest.mark.slow
 STORAGE = "sqlite:///mlruns/optuna.db"
-TRACKING = "sqlite:///mlruns/mlflow.db"
 FIGURES = {
     "learning_curves.png",
     "cv_score_vs_batch_size.png",
@@ -35,7 +34,7 @@ FILES = FIGURES | {
 
 
 def _parent_artifacts(tmp: Path) -> Path:
-    client = MlflowClient(TRACKING)
+    client = MlflowClient(local_tracking_uri())
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
@@ -58,7 +57,7 @@ def test_every_report_file_reaches_the_parent_run_and_sweep_report_writes_the_sa
     assert all((uploaded / name).read_bytes().startswith(b"\x89PNG") for name in FIGURES)
 
     folder = workdir / "report-folder"
-    run_report("tiny", storage_url=STORAGE, tracking_uri=TRACKING, output=folder)
+    run_report("tiny", storage_url=STORAGE, tracking_uri=local_tracking_uri(), output=folder)
     written = {p.name for p in folder.iterdir()}
     assert written == FIGURES | {"batch_size_report.csv", "batch_size_report.json"}
     reported = _parent_artifacts(workdir / "after-report")

@@ -17,7 +17,7 @@ from torch._dynamo.utils import counters
 from search_spaces import load_space
 from sweep.cli import main
 from sweep.study import load_spec, space_fingerprint
-from tests.conftest import tiny_space
+from tests.conftest import local_tracking_uri, tiny_space
 
 
 def _with_training(spec, **changes):
@@ -66,7 +66,7 @@ def test_sweep_trains_with_compiled_bf16_steps(workdir: Path) -> None:
     assert (stored.training.precision, stored.training.capture) == ("bf16", "compile")
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    client = MlflowClient("sqlite:///mlruns/mlflow.db")
+    client = MlflowClient(local_tracking_uri())
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id], max_results=10)
     (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]

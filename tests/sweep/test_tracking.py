@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sweep.tracking import MAX_ENTITIES_PER_BATCH, Tracker
+from tests.conftest import local_tracking_uri
 
 
 def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
-    tracker = Tracker("sqlite:///mlruns/mlflow.db", "batched")
+    tracker = Tracker(local_tracking_uri(), "batched")
     tracker.open_parent(existing_run_id=None, tags={"study": "batched"})
     run = tracker.start_trial(0, {"batch_size": 8}, {})
     calls = []
@@ -32,18 +35,18 @@ def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
 def test_experiment_opens_in_the_training_view_and_artifacts_sit_under_mlruns(
     workdir: Path,
 ) -> None:
-    tracker = Tracker("sqlite:///mlruns/mlflow.db", "kind")
+    tracker = Tracker(local_tracking_uri(), "kind")
     experiment = tracker.client.get_experiment(tracker.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert experiment.artifact_location == (workdir / "mlruns" / "artifacts" / "kind").as_uri()
 
 
 def test_reopening_the_parent_reuses_it(workdir: Path) -> None:
-    tracker = Tracker("sqlite:///mlruns/mlflow.db", "reuse")
+    tracker = Tracker(local_tracking_uri(), "reuse")
     first = tracker.open_parent(existing_run_id=None, tags={"study": "reuse"})
     tracker.end_parent("KILLED")
     assert tracker.client.get_run(first).info.status == "KILLED"
-    again = Tracker("sqlite:///mlruns/mlflow.db", "reuse")
+    again = Tracker(local_tracking_uri(), "reuse")
     assert again.open_parent(existing_run_id=first, tags={"study": "reuse"}) == first
     assert again.client.get_run(first).info.status == "RUNNING"
 
@@ -52,7 +55,7 @@ def test_failed_writes_are_retried_in_order(workdir: Path, monkeypatch) -> None:
     from sweep import mlflow_writer
 
     monkeypatch.setattr(mlflow_writer, "RETRY_DELAYS_SECONDS", (0.01, 0.01))
-    tracker = Tracker("sqlite:///mlruns/mlflow.db", "retry")
+    tracker = Tracker(local_tracking_uri(), "retry")
     tracker.open_parent(existing_run_id=None, tags={"study": "retry"})
     run = tracker.start_trial(0, {}, {})
     real_log_batch = run.client.log_batch
@@ -76,7 +79,7 @@ def test_writes_that_fail_for_good_are_spooled_and_replayed(workdir: Path, monke
     from sweep import mlflow_writer
 
     monkeypatch.setattr(mlflow_writer, "RETRY_DELAYS_SECONDS", (0.01,))
-    tracker = Tracker("sqlite:///mlruns/mlflow.db", "spool")
+    tracker = Tracker(local_tracking_uri(), "spool")
     tracker.open_parent(existing_run_id=None, tags={"study": "spool"})
     run = tracker.start_trial(0, {}, {})
     tracker.drain()
@@ -93,8 +96,25 @@ def test_writes_that_fail_for_good_are_spooled_and_replayed(workdir: Path, monke
     assert len(spool.read_text().splitlines()) == 2  # the batch, then the status
 
     run.client.log_batch, run.client.set_terminated = real_log_batch, real_set_terminated
-    again = Tracker("sqlite:///mlruns/mlflow.db", "spool")  # the next sweep replays the spool
+    again = Tracker(local_tracking_uri(), "spool")  # the next sweep replays the spool
     assert not spool.exists()
     replayed = again.client.get_run(run.run_id)
     assert replayed.data.metrics["val_loss"] == 0.25
     assert replayed.info.status == "FINISHED"
+
+
+def test_a_relative_sqlite_uri_follows_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow caches stores by URI; the same relative URI used from two folders must still write
+    into each folder's own database."""
+    for folder in ("first", "second"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        tracker = Tracker("sqlite:///mlruns/mlflow.db", f"study-{folder}")
+        tracker.drain()
+        assert tracker.tracking_uri == f"sqlite:///{tmp_path / folder / 'mlruns' / 'mlflow.db'}"
+        assert (tmp_path / folder / "mlruns" / "mlflow.db").exists()
+    assert [e.name for e in tracker.client.search_experiments() if e.name != "Default"] == [
+        "study-second"
+    ]
