@@ -20,6 +20,7 @@ the same arithmetic.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -160,17 +161,10 @@ def _compile(key: _StepKey) -> Callable:
         return loss, torch.where(active, new_flat, flat), new_states
 
     def step_in_place(
-        flat: Tensor,
-        blocks: list[tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]],
-        inputs: Tensor,
-        targets: Tensor,
-        weight_scale: Tensor,
-        active: Tensor,
-        dropout_draws: list[Tensor] | None,
+        flat: Tensor, blocks: list[tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]], *batch: Any
     ) -> Tensor:
-        loss, new_flat, new_states = step(
-            flat, blocks, inputs, targets, weight_scale, active, dropout_draws
-        )
+        """``step``, written back into ``flat`` and the blocks' state."""
+        loss, new_flat, new_states = step(flat, blocks, *batch)
         flat.copy_(new_flat)
         for (*_hyperparameters, state), new_state in zip(blocks, new_states):
             for name, value in new_state.items():

@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from tests.trainers.conftest import MIXED_OPTIMIZERS
 from trainers import (
     MLPConfig,
     OptimizerConfig,
     TrainConfig,
-    load_dataset,
-    make_folds,
-    prepare_folds,
     stack_key,
     train_folds,
     train_stack,
 )
 
-CPU = torch.device("cpu")
-MIXED = [
-    OptimizerConfig("adam", 0.01),
-    OptimizerConfig("sgd", 0.05),
-    OptimizerConfig("adam", 0.002, weight_decay=0.01),
-    OptimizerConfig("rmsprop", 0.003, momentum=0.5),
-    OptimizerConfig("momentum", 0.005),
-    OptimizerConfig("adamw", 0.01),
-]
-
-
-@pytest.fixture(scope="module")
-def data():
-    dataset = load_dataset("synthetic", n_samples=53, n_features=4, seed=3)
-    return prepare_folds(dataset, make_folds(dataset, n_folds=3, seed=0), device=CPU)
+MIXED = MIXED_OPTIMIZERS
 
 
 def _config(optimizer: OptimizerConfig, batch_size: int | None = 8, epochs: int = 4) -> TrainConfig:

@@ -13,36 +13,17 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
+from tests.trainers.conftest import CPU, MIXED_OPTIMIZERS
 from trainers import (
     MLPConfig,
     OptimizerConfig,
     StackedMLP,
     StackedOptimizer,
     TrainConfig,
-    load_dataset,
-    make_folds,
-    prepare_folds,
     train_stack,
 )
 from trainers.manual_backward import loss_and_grad
 from trainers.step_capture import CompiledStep, compute_dtype
-
-CPU = torch.device("cpu")
-EVERY_OPTIMIZER = [
-    OptimizerConfig("adam", 0.01),
-    OptimizerConfig("sgd", 0.05),
-    OptimizerConfig("rmsprop", 0.003, momentum=0.5),
-    OptimizerConfig("momentum", 0.005),
-    OptimizerConfig("adamw", 0.01),
-]
-
-
-@pytest.fixture(scope="module")
-def data():
-    # 53 rows in 3 folds: train folds of 35/35/36 rows, so batch 8 leaves a short last batch and
-    # the 36-row fold has a step the others sit out.
-    dataset = load_dataset("synthetic", n_samples=53, n_features=4, seed=3)
-    return prepare_folds(dataset, make_folds(dataset, n_folds=3, seed=0), device=CPU)
 
 
 def _configs(capture: str, *, dropout: float = 0.0, precision: str = "fp32") -> list[TrainConfig]:
@@ -56,7 +37,7 @@ def _configs(capture: str, *, dropout: float = 0.0, precision: str = "fp32") -> 
             capture=capture,
             precision=precision,
         )
-        for optimizer in EVERY_OPTIMIZER
+        for optimizer in MIXED_OPTIMIZERS
     ]
 
 
