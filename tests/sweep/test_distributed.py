@@ -194,8 +194,13 @@ def test_ctrl_c_records_the_current_trial_and_leaves_nothing_running(
         assert worker.returncode == 0, output
         assert "Stopped by SIGINT" in output and "Resume with the same command" in output
         last = study.trials[-1]
-        assert last.state == TrialState.PRUNED
-        assert record_of(last)["prune_reason"].startswith("stopped by SIGINT after epoch")
+        if last.state == TrialState.PRUNED:  # the signal came while it trained: the epoch ended
+            assert record_of(last)["prune_reason"].startswith("stopped by SIGINT after epoch")
+        else:  # it came between the trial's ask and its first step (a loaded machine)
+            assert last.state == TrialState.FAIL  # FAILED, so that the resume runs it again
+            (run,) = [c for c in children if c.data.tags["optuna.trial_number"] == str(last.number)]
+            assert run.data.tags["fail_reason"] == "not started: stopped by SIGINT"
+            assert run.info.status == "FAILED"
     else:
         assert worker.returncode == 130, output
         # FAILED if the second signal cut the epoch short; PRUNED if the epoch had ended and
