@@ -25,7 +25,7 @@ def run_report(
     check_storage_url(storage_url)
     check_tracking_uri(tracking_uri)
     spec = load_spec(storage_url, study_name)
-    dataset, folds, device = load_data(spec, device_flag=None)
+    dataset, folds, device = load_data(spec)
     quiet_library_logs()
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
     report = build_report(study, spec=spec, data=prepare_folds(dataset, folds, device=device))

@@ -94,11 +94,10 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
                 f"--capture {options.capture!r}: must be one of {', '.join(CAPTURE_MODES)}."
             )
         spec = replace(spec, training=replace(spec.training, capture=options.capture))
-    dataset, folds, device = load_data(
-        spec,
-        device_flag="--device" if options.device else None,
-        flags={"training.capture": "--capture"} if options.capture else None,
-    )
+    flags = {"training.device": "--device"} if options.device else {}
+    if options.capture:
+        flags["training.capture"] = "--capture"
+    dataset, folds, device = load_data(spec, flags=flags)
     quiet_library_logs()
     from sweep.study_session import run_validated
 
@@ -121,7 +120,7 @@ def _validate(options: RunOptions) -> dict[str, Any]:
     except SpaceError as err:
         raise UsageError(str(err)) from err
     flags = {key: flag for key, (flag, _value) in options.overrides.items()}
-    dataset, folds, device = load_data(spec, device_flag=flags.get("training.device"), flags=flags)
+    dataset, folds, device = load_data(spec, flags=flags)
     storage_url = resolve_storage(options.storage)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     check_storage_url(storage_url)
@@ -142,9 +141,7 @@ def _validate(options: RunOptions) -> dict[str, Any]:
     }
 
 
-def load_data(
-    spec: SweepSpec, *, device_flag: str | None, flags: Mapping[str, str] | None = None
-) -> tuple:
+def load_data(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> tuple:
     """The data set, its folds and the device, or a UsageError naming the file or flag.
 
     ``flags`` maps a dotted key to the command-line flag that set it, for the messages.
@@ -170,7 +167,8 @@ def load_data(
     try:
         device = resolve_device(spec.training.device)
     except DeviceError as err:
-        raise UsageError(f"{device_flag or f'{spec.path}: training.device'}: {err}") from err
+        where = (flags or {}).get("training.device") or f"{spec.path}: training.device"
+        raise UsageError(f"{where}: {err}") from err
     for key, check in (
         ("training.precision", check_precision),
         ("training.capture", check_capture),
