@@ -75,7 +75,7 @@ compare: $(STAMP) ## the article's experiment (full vs 64 vs 1) on its synthetic
 	$(BIN)/sweep report --study seed_article_diabetes
 
 test: $(STAMP) ## run the test suite
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest --durations=15 $(ARGS)
 
 bench: $(STAMP) ## naive vs fold-parallel vs fold+trial-parallel, and the sweep's overhead (minutes)
 	$(BIN)/python -m sweep.benchmark $(ARGS)

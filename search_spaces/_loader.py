@@ -44,11 +44,11 @@ from search_spaces.spec import (
     SweepSpec,
     TrainingSpec,
 )
+from trainers.vocabulary import MOMENTUM_OPTIMIZERS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_MOMENTUM_OPTIMIZERS = ("momentum", "rmsprop")
 _SYNTHETIC_ONLY = ("n_samples", "n_features", "noise", "seed")
 _STEP_ONLY = ("step_size", "gamma")
 
@@ -729,12 +729,14 @@ class _Validator:
                 "[0.0, 0.0001]",
             )
         if m.get("momentum") is not None:
-            if not set(optimizers) & set(_MOMENTUM_OPTIMIZERS):
+            if not set(optimizers) & set(MOMENTUM_OPTIMIZERS):
+                users = " and ".join(MOMENTUM_OPTIMIZERS)
                 self.fail(
                     "search.momentum",
-                    "is only used by the momentum and rmsprop optimizers, and neither is searched",
+                    f"is only used by the {users} optimizers, and none of them is searched",
                     m["momentum"],
-                    "Remove it, or add momentum or rmsprop to search.optimizer.",
+                    f"Remove it, or add one of {', '.join(MOMENTUM_OPTIMIZERS)} to "
+                    "search.optimizer.",
                 )
             spec["momentum"] = self.float_param(
                 "search.momentum",

@@ -9,13 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
+from trainers import vocabulary
+
 BatchChoice = Union[int, Literal["full"]]  # noqa: UP007 (kept as written; same type)
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+# The trainers' own names, from their torch-free vocabulary, so the two sides cannot drift.
+OPTIMIZERS = vocabulary.OPTIMIZER_NAMES
+SCHEDULES = vocabulary.SCHEDULES
+ACTIVATIONS = vocabulary.ACTIVATIONS
+
 SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
-SCHEDULES = ("none", "cosine", "step")
-ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
 TASKS = ("auto", "regression", "classification")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sweep.runner import SweepOutcome
+from sweep.outcome import SweepOutcome
 from trainers import benchmark as engine_benchmark
 
 SPACE = """
@@ -41,7 +41,7 @@ def sweep_walls(*, epochs: int, device: str) -> list[tuple[str, float, SweepOutc
     """Wall seconds of the grid run as a real sweep: first into new stores (their tables get
     created, and Optuna, MLflow and matplotlib get imported), then as a second study in the same
     stores; with each the sweep's own split of its time."""
-    from sweep.runner import RunOptions, run_sweep
+    from sweep.commands.run import RunOptions, run_sweep
 
     walls = []
     with tempfile.TemporaryDirectory() as folder:

@@ -1,4 +1,6 @@
-"""The ``sweep`` command. It only parses and delegates; exit code 2 means bad input."""
+"""The ``sweep`` command. It only parses and delegates to :mod:`sweep.commands`; exit code 2 means
+bad input. Each command's module is imported when the command runs, so ``sweep --help`` and a
+mistyped flag answer without loading torch, Optuna or MLflow."""
 
 from __future__ import annotations
 
@@ -137,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sweep.runner import RunOptions, run_sweep
+    from sweep.commands.run import RunOptions, run_sweep
 
     overrides = {
         key: (f"--{flag.replace('_', '-')}", getattr(args, flag))
@@ -181,7 +183,7 @@ def _gpu_list(text: str | None) -> tuple[int, ...]:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from sweep.runner import WorkerOptions, run_worker
+    from sweep.commands.run import WorkerOptions, run_worker
 
     run_worker(
         WorkerOptions(
@@ -197,26 +199,15 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _best(args: argparse.Namespace) -> int:
-    from sweep.best_config import dumps, write_atomically
-    from sweep.export import best_config_from_study
+    from sweep.commands.best import export_best
 
-    if args.output is not None and args.output.suffix not in (".json", ".yaml", ".yml"):
-        raise UsageError(f"-o {args.output}: the file name must end in .json, .yaml or .yml.")
-    fmt = args.format
-    if args.output is not None and args.format == "json" and args.output.suffix != ".json":
-        fmt = "yaml"  # the file name says which format the reader will parse
-    text = dumps(best_config_from_study(args.study, storage=args.storage), fmt)
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomically(args.output, text)
-        print(f"wrote {args.output}", file=sys.stderr)
+    export_best(args.study, storage=args.storage, output=args.output, fmt=args.format)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
+    from sweep.commands.report import run_report
     from sweep.locations import resolve_storage, resolve_tracking_uri
-    from sweep.report_command import run_report
 
     run_report(
         args.study,
@@ -228,21 +219,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _ui_url(args: argparse.Namespace) -> int:
-    from mlflow.tracking import MlflowClient
+    from sweep.commands.ui_url import ui_url
 
-    from sweep.locations import resolve_tracking_uri, sqlite_path
-
-    uri = resolve_tracking_uri(args.tracking_uri)
-    db_file = sqlite_path(uri)
-    if db_file is not None and not db_file.exists():
-        print(f"{args.base}  (no study yet: run `make sweep` first)")
-        return 0
-    experiments = [e for e in MlflowClient(uri).search_experiments() if e.name != "Default"]
-    if not experiments:
-        print(args.base)
-        return 0
-    newest = max(experiments, key=lambda e: e.creation_time or 0)
-    print(f"{args.base}/#/experiments/{newest.experiment_id}/runs  (study {newest.name})")
+    print(ui_url(args.base, args.tracking_uri))
     return 0
 
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import math
 
-LINEAR_OPTIMIZERS = ("sgd", "momentum")
-SQRT_OPTIMIZERS = ("adam", "adamw", "rmsprop")
+from trainers.vocabulary import OPTIMIZERS
 
 
 def resolve_rule(rule: str, optimizer: str) -> str:
-    """``auto`` becomes linear for SGD and momentum, sqrt for the Adam family and RMSprop."""
+    """``auto`` becomes the optimizer's own rule (:attr:`OptimizerKind.auto_lr_scaling`): linear
+    for SGD and momentum, sqrt for the Adam family and RMSprop."""
     if rule != "auto":
         return rule
-    return "linear" if optimizer in LINEAR_OPTIMIZERS else "sqrt"
+    kind = OPTIMIZERS.get(optimizer)
+    return (
+        kind.auto_lr_scaling if kind is not None else "sqrt"
+    )  # names outside it always resolved to sqrt
 
 
 def scaled_lr(

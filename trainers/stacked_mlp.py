@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from trainers import vocabulary
+
+# Keyed by trainers.vocabulary.ACTIVATIONS, in its order; the assert keeps the two in step.
 ACTIVATIONS = {
     "relu": torch.relu,
     "tanh": torch.tanh,
@@ -19,6 +22,10 @@ ACTIVATIONS = {
     "silu": nn.functional.silu,
 }
 _ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+assert tuple(ACTIVATIONS) == tuple(_ACTIVATION_MODULES) == vocabulary.ACTIVATIONS, (
+    f"stacked_mlp's activations {tuple(ACTIVATIONS)} must be trainers.vocabulary.ACTIVATIONS "
+    f"{vocabulary.ACTIVATIONS}: add the function and the nn module of each name there."
+)
 
 
 @dataclass(frozen=True)
@@ -30,8 +37,10 @@ class MLPConfig:
     dropout: float = 0.0  # dropout after each hidden activation, in [0, 1)
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation={self.activation!r} is not one of {sorted(ACTIVATIONS)}.")
+        if self.activation not in vocabulary.ACTIVATIONS:
+            raise ValueError(
+                f"activation={self.activation!r} is not one of {vocabulary.ACTIVATIONS}."
+            )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), but got dropout={self.dropout}.")
         if any(width < 1 for width in self.hidden):

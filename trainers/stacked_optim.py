@@ -7,6 +7,9 @@ path) on every row of that tensor at once. Hyperparameters are tensors of shape
 
 A row can sit a step out (its fold has no samples left in this epoch): :meth:`StackedOptimizer.step`
 takes an ``active`` mask and leaves inactive rows and their state exactly as they were.
+
+The optimizers' names and defaults live in :mod:`trainers.vocabulary`; this module holds only
+their updates (:func:`initial_state` and :func:`update_rows`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-OPTIMIZER_NAMES = ("sgd", "momentum", "adam", "adamw", "rmsprop")
+from trainers.vocabulary import OPTIMIZER_NAMES, OPTIMIZERS, OptimizerKind
 
-# Defaults follow torch.optim, except AdamW's weight decay (torch: 1e-2) which is explicit here too.
-DEFAULT_MOMENTUM = {"momentum": 0.9, "rmsprop": 0.0}
-DEFAULT_WEIGHT_DECAY = {"adamw": 1e-2}
+# The fixed hyperparameters follow torch.optim's defaults.
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 RMSPROP_ALPHA = 0.99
@@ -39,39 +40,41 @@ class OptimizerConfig:
     momentum: float | None = None  # None: the default (momentum: 0.9, rmsprop: 0); others ignore it
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZER_NAMES:
+        if self.name not in OPTIMIZERS:
             raise ValueError(f"optimizer name={self.name!r} is not one of {OPTIMIZER_NAMES}.")
         if not self.lr > 0:
             raise ValueError(f"optimizer lr must be > 0, but got lr={self.lr}.")
 
     @property
+    def optimizer_kind(self) -> OptimizerKind:
+        """This optimizer's entry in :data:`trainers.vocabulary.OPTIMIZERS`."""
+        return OPTIMIZERS[self.name]
+
+    @property
     def resolved_weight_decay(self) -> float:
         if self.weight_decay is not None:
             return self.weight_decay
-        return DEFAULT_WEIGHT_DECAY.get(self.name, 0.0)
+        return self.optimizer_kind.default_weight_decay
 
     @property
     def resolved_momentum(self) -> float:
-        if self.momentum is not None and self.name in DEFAULT_MOMENTUM:
-            return self.momentum
-        return DEFAULT_MOMENTUM.get(self.name, 0.0)
+        default = self.optimizer_kind.default_momentum
+        if default is None:
+            return 0.0
+        return default if self.momentum is None else self.momentum
 
     def torch_kwargs(self) -> dict[str, float]:
         """Keyword arguments that build the same optimizer with ``torch.optim``."""
-        kwargs: dict[str, float] = {"lr": self.lr, "weight_decay": self.resolved_weight_decay}
-        if self.name in DEFAULT_MOMENTUM:
-            kwargs["momentum"] = self.resolved_momentum
-        return kwargs
+        return {
+            "lr": self.lr,
+            **self.optimizer_kind.torch_kwargs(
+                weight_decay=self.weight_decay, momentum=self.momentum
+            ),
+        }
 
     def torch_class(self) -> type[torch.optim.Optimizer]:
         """The ``torch.optim`` class this config stands for."""
-        return {
-            "sgd": torch.optim.SGD,
-            "momentum": torch.optim.SGD,
-            "adam": torch.optim.Adam,
-            "adamw": torch.optim.AdamW,
-            "rmsprop": torch.optim.RMSprop,
-        }[self.name]
+        return getattr(torch.optim, self.optimizer_kind.torch_class_name)
 
 
 class StackedOptimizer:
@@ -107,15 +110,7 @@ class StackedOptimizer:
         self.momentum = column([c.resolved_momentum for c in configs])
         self.has_weight_decay = any(c.resolved_weight_decay != 0 for c in configs)
         self.has_momentum = any(c.resolved_momentum != 0 for c in configs)
-        self.state: dict[str, Tensor] = {}
-        if self.name == "momentum" or (self.name == "rmsprop" and self.has_momentum):
-            self.state["momentum_buffer"] = torch.zeros_like(flat)
-        if self.name in ("adam", "adamw"):
-            self.state["exp_avg"] = torch.zeros_like(flat)
-            self.state["exp_avg_sq"] = torch.zeros_like(flat)
-            self.state["step"] = torch.zeros(flat.shape[0], 1, dtype=flat.dtype, device=flat.device)
-        if self.name == "rmsprop":
-            self.state["square_avg"] = torch.zeros_like(flat)
+        self.state = initial_state(self.name, flat, has_momentum=self.has_momentum)
 
     def keep_rows(self, rows: Tensor, flat: Tensor) -> None:
         """Keep only ``rows`` (indices into this optimizer's rows), now living in ``flat``.
@@ -174,6 +169,20 @@ class UpdateKind(NamedTuple):
     has_momentum_buffer: bool  # momentum, or rmsprop with momentum
 
 
+def initial_state(name: str, flat: Tensor, *, has_momentum: bool) -> dict[str, Tensor]:
+    """The optimizer state :func:`update_rows` expects, zeroed, for every row of ``flat``."""
+    state: dict[str, Tensor] = {}
+    if name == "momentum" or (name == "rmsprop" and has_momentum):
+        state["momentum_buffer"] = torch.zeros_like(flat)
+    if name in ("adam", "adamw"):
+        state["exp_avg"] = torch.zeros_like(flat)
+        state["exp_avg_sq"] = torch.zeros_like(flat)
+        state["step"] = torch.zeros(flat.shape[0], 1, dtype=flat.dtype, device=flat.device)
+    if name == "rmsprop":
+        state["square_avg"] = torch.zeros_like(flat)
+    return state
+
+
 def update_rows(
     kind: UpdateKind,
     flat: Tensor,
@@ -209,6 +218,11 @@ def update_rows(
             flat.sub_(lr * buffer)
         else:
             flat.sub_(lr * (grad / avg))
+    else:
+        raise NotImplementedError(
+            f"optimizer {name!r} is in trainers.vocabulary but has no update; add its branch "
+            "to trainers.stacked_optim.update_rows."
+        )
 
 
 def _adam(

@@ -10,8 +10,8 @@ import numpy as np
 
 from trainers.stacked_mlp import MLPConfig
 from trainers.stacked_optim import OptimizerConfig
+from trainers.vocabulary import SCHEDULES
 
-SCHEDULES = ("none", "cosine", "step")
 PRECISIONS = ("fp32", "bf16")
 CAPTURE_MODES = ("off", "compile")
 

@@ -12,9 +12,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweep.batch_size_report import BatchSizeRow, batch_size_rows, choose_batch_size
-from sweep.runner import RunOptions, run_sweep
-from sweep.trial_record import record_of, run_id_of
+from sweep.commands.run import RunOptions, run_sweep
+from sweep.report.rows import BatchSizeRow, batch_size_rows, choose_batch_size
+from sweep.study.trial_record import record_of, run_id_of
 from tests.conftest import local_tracking_uri, write_space
 
 
@@ -126,7 +126,7 @@ def test_report_columns_match_values_computed_by_hand(workdir: Path) -> None:
         assert row.epochs_to_converge == pytest.approx(np.median(by_hand))
         assert min(val_curve) <= limit
         assert row.memory_kind == "estimate" and row.peak_memory_bytes > 0
-        assert record_of(best)["n_train_samples"] == 180
+        assert record_of(best).n_train_samples == 180
 
     parent = [r for r in client.search_runs([client.get_experiment_by_name("report").experiment_id])
               if "mlflow.parentRunId" not in r.data.tags][0]  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from sweep.trial_record import record_of, run_id_of
+from sweep.study.trial_record import record_of, run_id_of
 from tests.conftest import write_space
 
 pytestmark = pytest.mark.slow
@@ -195,7 +195,7 @@ def test_ctrl_c_records_the_current_trial_and_leaves_nothing_running(
         assert "Stopped by SIGINT" in output and "Resume with the same command" in output
         last = study.trials[-1]
         if last.state == TrialState.PRUNED:  # the signal came while it trained: the epoch ended
-            assert record_of(last)["prune_reason"].startswith("stopped by SIGINT after epoch")
+            assert record_of(last).prune_reason.startswith("stopped by SIGINT after epoch")
         else:  # it came between the trial's ask and its first step (a loaded machine)
             assert last.state == TrialState.FAIL  # FAILED, so that the resume runs it again
             (run,) = [c for c in children if c.data.tags["optuna.trial_number"] == str(last.number)]

@@ -11,9 +11,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.runner import RunOptions, run_sweep
-from sweep.selection import recommended_trial
-from sweep.trial_record import record_of
+from sweep.commands.run import RunOptions, run_sweep
+from sweep.report.selection import recommended_trial
+from sweep.study.trial_record import record_of
 from tests.conftest import local_tracking_uri, tiny_space
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_sweep_writes_study_parent_run_and_nested_trial_runs(workdir: Path) -> N
     assert parent.info.status == "FINISHED"
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
 
-    best, _choice = recommended_trial(study)  # the best trial of the 1-SE batch size
+    best, _choice = recommended_trial(study.trials)  # the best trial of the 1-SE batch size
     assert parent.data.params["best_batch_size"] == str(best.params["batch_size"])
     assert parent.data.tags["best_batch_size"] == str(best.params["batch_size"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -57,7 +57,7 @@ def test_sweep_writes_study_parent_run_and_nested_trial_runs(workdir: Path) -> N
         assert child.data.params["batch_size"] == str(trial.params["batch_size"])
         history = client.get_metric_history(child.info.run_id, "val_loss")
         assert [m.step for m in history] == [1, 2, 3, 4]
-        assert [m.value for m in history] == pytest.approx(record_of(trial)["val_loss_curve"])
+        assert [m.value for m in history] == pytest.approx(record_of(trial).val_loss_curve)
         assert trial.intermediate_values == {}  # pruner "none": no per-epoch report to Optuna
         for fold in range(3):
             assert len(client.get_metric_history(child.info.run_id, f"fold_{fold}/val_loss")) == 4
@@ -91,7 +91,7 @@ def test_diverging_trials_are_pruned_with_a_reason_not_failed(workdir: Path) -> 
     study = optuna.load_study(study_name="boom", storage=STORAGE)
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.PRUNED]
     for trial in study.trials:
-        assert record_of(trial)["prune_reason"].startswith("diverged:")
+        assert record_of(trial).prune_reason.startswith("diverged:")
     _, _, parents, children = _runs("boom")
     assert {c.info.status for c in children} == {"KILLED"}
     assert all(c.data.tags["prune_reason"].startswith("diverged:") for c in children)
@@ -115,7 +115,7 @@ def test_best_config_round_trips_through_file_study_and_mlflow(workdir: Path, ca
     assert from_study.to_dict()["batch_size"] == printed["batch_size"]
 
     study = optuna.load_study(study_name="export", storage=STORAGE)
-    recommended, choice = recommended_trial(study)
+    recommended, choice = recommended_trial(study.trials)
     assert from_study.provenance.trial_number == recommended.number
     assert from_study.provenance.selection_rule == choice.rule
     assert from_study.provenance.argmin_trial_number == study.best_trial.number

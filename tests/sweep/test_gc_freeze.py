@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from sweep.gc_freeze import frozen_heap
+from sweep.commands.gc_freeze import frozen_heap
 
 
 def test_objects_are_frozen_within_and_unfrozen_after() -> None:

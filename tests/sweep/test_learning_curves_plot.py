@@ -7,7 +7,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep.learning_curves_plot import best_trial_per_batch_size, learning_curves_figure
+from sweep.report.learning_curves_plot import best_trial_per_batch_size, learning_curves_figure
 
 DISTRIBUTIONS = {
     "batch_size": CategoricalDistribution([8, "full"]),

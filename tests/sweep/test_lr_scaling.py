@@ -10,9 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep import load_best_config
+from sweep.commands.run import RunOptions, run_sweep
 from sweep.lr_scaling import resolve_rule, scaled_lr
-from sweep.runner import RunOptions, run_sweep
-from sweep.trial_record import record_of, run_id_of
+from sweep.study.trial_record import record_of, run_id_of
 from tests.conftest import local_tracking_uri, write_space
 
 
@@ -64,7 +64,7 @@ def test_trials_train_at_the_scaled_lr_and_the_export_carries_the_rule(workdir: 
         batch = 40 if trial.params["batch_size"] == "full" else trial.params["batch_size"]
         factor = batch / 4 if trial.params["optimizer"] == "sgd" else math.sqrt(batch / 4)
         expected = trial.params["lr"] * factor
-        assert record_of(trial)["effective_lr"] == pytest.approx(expected)
+        assert record_of(trial).effective_lr == pytest.approx(expected)
         run = client.get_run(run_id_of(trial))
         assert float(run.data.params["effective_lr"]) == pytest.approx(expected)
         assert run.data.metrics["lr"] == pytest.approx(expected)  # what the engine trained with

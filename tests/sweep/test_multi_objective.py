@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sweep import load_best_config
-from sweep.runner import RunOptions, run_sweep
-from sweep.trial_record import record_of
+from sweep.commands.run import RunOptions, run_sweep
+from sweep.study.trial_record import record_of
 from tests.conftest import local_tracking_uri, write_space
 
 pytestmark = pytest.mark.slow
@@ -40,8 +40,8 @@ def test_pareto_front_of_cv_loss_and_time(workdir: Path, capsys) -> None:
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert complete
     for trial in complete:
-        assert trial.values[0] == pytest.approx(record_of(trial)["cv_val_loss"])
-        assert trial.values[1] == pytest.approx(record_of(trial)["epoch_seconds"])
+        assert trial.values[0] == pytest.approx(record_of(trial).cv_val_loss)
+        assert trial.values[1] == pytest.approx(record_of(trial).epoch_seconds)
     front = {t.number for t in study.best_trials}
     for trial in complete:  # no completed trial dominates one on the front
         for number in front:

@@ -11,8 +11,8 @@ import torch
 from optuna.trial import TrialState
 
 import trainers.engine
-from sweep.runner import RunOptions, run_sweep
-from sweep.trial_record import record_of
+from sweep.commands.run import RunOptions, run_sweep
+from sweep.study.trial_record import record_of
 from tests.conftest import write_space
 
 SPACE = """
@@ -58,10 +58,10 @@ def test_oom_prunes_then_later_trials_fit_by_chunking(
     study = optuna.load_study(study_name="oom", storage=url)
     first, *later = study.trials
     assert first.state == TrialState.PRUNED
-    assert record_of(first)["prune_reason"].startswith(
+    assert record_of(first).prune_reason.startswith(
         "oom: out of device memory at batch_size=full"
     )
     assert [t.state for t in later] == [TrialState.COMPLETE, TrialState.COMPLETE]
     # 3 folds x 100 rows did not fit; half of that does: two chunks per full-batch step.
-    assert [record_of(t)["chunks_per_step"] for t in later] == [2, 2]
+    assert [record_of(t).chunks_per_step for t in later] == [2, 2]
     assert outcome.counted_trials == 3

@@ -10,9 +10,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep.pruning import trials_to_prune
-from sweep.runner import RunOptions, run_sweep
-from sweep.trial_record import record_of
+from sweep.commands.run import RunOptions, run_sweep
+from sweep.study.pruning import trials_to_prune
+from sweep.study.trial_record import record_of
 from tests.conftest import tiny_space
 
 DISTRIBUTIONS = {"x": FloatDistribution(0, 1)}
@@ -77,7 +77,7 @@ def test_median_pruner_prunes_in_a_sweep_with_its_reason(workdir: Path) -> None:
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, "with LRs from 1e-4 to 1, some trials fall behind the median"
     for trial in pruned:
-        reason = record_of(trial)["prune_reason"]
+        reason = record_of(trial).prune_reason
         last_step = max(trial.intermediate_values)
         assert reason.startswith(f"pruned at epoch {last_step}: cv val_loss")
-        assert len(record_of(trial)["val_loss_curve"]) == last_step  # it stopped there
+        assert len(record_of(trial).val_loss_curve) == last_step  # it stopped there

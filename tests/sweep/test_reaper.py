@@ -11,9 +11,9 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from sweep.commands.finish import reap
 
-from sweep.reaper import reap_runs
-from sweep.tracking import Tracker
+from sweep.tracking.mlflow_sink import MlflowSink
 from tests.conftest import write_space
 from tests.sweep.test_distributed import SLOW_SPACE, _runs, _sweep, _wait_for_running_trial
 
@@ -21,29 +21,29 @@ from tests.sweep.test_distributed import SLOW_SPACE, _runs, _sweep, _wait_for_ru
 def test_a_dead_workers_run_is_reaped_and_the_callers_own_runs_are_left(workdir: Path) -> None:
     tracking = f"sqlite:///{workdir}/mlflow.db"
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{workdir}/optuna.db")
-    dead = Tracker(tracking, "s")
-    parent = dead.open_parent(existing_run_id=None, tags={"study": "s"})
+    dead = MlflowSink(tracking, "s")
+    parent = dead.open_study(existing_run_id=None, tags={"study": "s"})
     killed = study.ask()
-    dead_run = dead.start_trial(killed.number, {"lr": 0.1}, {"study": "s"}).run_id
+    dead_run = dead.start_trial(killed.number, {"lr": 0.1}, {"study": "s"})
     dead.drain()
     study.tell(killed, state=TrialState.FAIL)  # as fail_stale_trials does once beats stop
 
-    live = Tracker(tracking, "s")
-    assert live.open_parent(existing_run_id=parent, tags={"study": "s"}) == parent
+    live = MlflowSink(tracking, "s")
+    assert live.open_study(existing_run_id=parent, tags={"study": "s"}) == parent
     told = study.ask()
     own = live.start_trial(told.number, {"lr": 0.2}, {"study": "s"})
     study.tell(told, 1.0)  # told; its run is ended by this worker's writer, not by the reaper
-    assert reap_runs(study, live) == 1
+    assert reap(study, live) == 1
 
     client = MlflowClient(tracking)
     reaped = client.get_run(dead_run)
     assert reaped.info.status == "FAILED"
     assert reaped.data.tags["reaped"] == "trial ended FAIL"
-    assert "reaped" not in client.get_run(own.run_id).data.tags
-    live.finish_run(own, "FINISHED")
+    assert "reaped" not in client.get_run(own).data.tags
+    live.end_trial(own, "FINISHED")
     live.drain()
-    assert client.get_run(own.run_id).info.status == "FINISHED"
-    assert reap_runs(study, live) == 0
+    assert client.get_run(own).info.status == "FINISHED"
+    assert reap(study, live) == 0
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweep.best_config import BestConfig
-from sweep.report_command import run_report
-from sweep.runner import RunOptions, run_sweep
+from sweep.commands.report import run_report
+from sweep.commands.run import RunOptions, run_sweep
 from tests.conftest import local_tracking_uri, tiny_space
 
 pytestmark = pytest.mark.slow

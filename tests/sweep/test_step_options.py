@@ -16,7 +16,7 @@ from torch._dynamo.utils import counters
 
 from search_spaces import load_space
 from sweep.cli import main
-from sweep.study import load_spec, space_fingerprint
+from sweep.study.resume import load_spec, space_fingerprint
 from tests.conftest import local_tracking_uri, tiny_space
 
 

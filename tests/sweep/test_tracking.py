@@ -1,4 +1,4 @@
-"""The MLflow adapter writes in batches and leaves runs in the state their trial ended in."""
+"""The MLflow sink writes in batches and leaves runs in the state their trial ended in."""
 
 from __future__ import annotations
 
@@ -6,59 +6,61 @@ from pathlib import Path
 
 import pytest
 
-from sweep.tracking import MAX_ENTITIES_PER_BATCH, Tracker
+from sweep.tracking.mlflow_sink import MAX_ENTITIES_PER_BATCH, MlflowSink
 from tests.conftest import local_tracking_uri
 
 
 def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
-    tracker = Tracker(local_tracking_uri(), "batched")
-    tracker.open_parent(existing_run_id=None, tags={"study": "batched"})
+    tracker = MlflowSink(local_tracking_uri(), "batched")
+    tracker.open_study(existing_run_id=None, tags={"study": "batched"})
     run = tracker.start_trial(0, {"batch_size": 8}, {})
+    tracker.drain()
     calls = []
-    real_log_batch = run.client.log_batch
-    run.client.log_batch = lambda *a, **k: (
+    real_log_batch = tracker.client.log_batch
+    tracker.client.log_batch = lambda *a, **k: (
         calls.append(len(k.get("metrics", []))),
         real_log_batch(*a, **k),
     )[1]
     n_values = 2 * MAX_ENTITIES_PER_BATCH + 5
     for step in range(n_values):
-        run.metric("val_loss", step / 10, step)
+        tracker.log_epoch(run, step, {"val_loss": step / 10})
     assert calls == []  # nothing is written per value
-    tracker.finish_run(run, "KILLED")
+    tracker.end_trial(run, "KILLED")
     tracker.drain()
     assert calls == [MAX_ENTITIES_PER_BATCH, MAX_ENTITIES_PER_BATCH, 5]
-    history = tracker.client.get_metric_history(run.run_id, "val_loss")
+    history = tracker.client.get_metric_history(run, "val_loss")
     assert len(history) == n_values
-    assert tracker.client.get_run(run.run_id).info.status == "KILLED"
+    assert tracker.client.get_run(run).info.status == "KILLED"
 
 
 def test_experiment_opens_in_the_training_view_and_artifacts_sit_under_mlruns(
     workdir: Path,
 ) -> None:
-    tracker = Tracker(local_tracking_uri(), "kind")
+    tracker = MlflowSink(local_tracking_uri(), "kind")
     experiment = tracker.client.get_experiment(tracker.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert experiment.artifact_location == (workdir / "mlruns" / "artifacts" / "kind").as_uri()
 
 
 def test_reopening_the_parent_reuses_it(workdir: Path) -> None:
-    tracker = Tracker(local_tracking_uri(), "reuse")
-    first = tracker.open_parent(existing_run_id=None, tags={"study": "reuse"})
-    tracker.end_parent("KILLED")
+    tracker = MlflowSink(local_tracking_uri(), "reuse")
+    first = tracker.open_study(existing_run_id=None, tags={"study": "reuse"})
+    tracker.end_study("KILLED")
     assert tracker.client.get_run(first).info.status == "KILLED"
-    again = Tracker(local_tracking_uri(), "reuse")
-    assert again.open_parent(existing_run_id=first, tags={"study": "reuse"}) == first
+    again = MlflowSink(local_tracking_uri(), "reuse")
+    assert again.open_study(existing_run_id=first, tags={"study": "reuse"}) == first
     assert again.client.get_run(first).info.status == "RUNNING"
 
 
 def test_failed_writes_are_retried_in_order(workdir: Path, monkeypatch) -> None:
-    from sweep import mlflow_writer
+    from sweep.tracking import mlflow_writer
 
     monkeypatch.setattr(mlflow_writer, "RETRY_DELAYS_SECONDS", (0.01, 0.01))
-    tracker = Tracker(local_tracking_uri(), "retry")
-    tracker.open_parent(existing_run_id=None, tags={"study": "retry"})
+    tracker = MlflowSink(local_tracking_uri(), "retry")
+    tracker.open_study(existing_run_id=None, tags={"study": "retry"})
     run = tracker.start_trial(0, {}, {})
-    real_log_batch = run.client.log_batch
+    tracker.drain()
+    real_log_batch = tracker.client.log_batch
     failures = [RuntimeError("server restarting")]
 
     def flaky_log_batch(*args, **kwargs):
@@ -66,39 +68,41 @@ def test_failed_writes_are_retried_in_order(workdir: Path, monkeypatch) -> None:
             raise failures.pop()
         return real_log_batch(*args, **kwargs)
 
-    run.client.log_batch = flaky_log_batch
-    run.metric("val_loss", 0.5, 1)
-    tracker.finish_run(run, "FINISHED")
+    tracker.client.log_batch = flaky_log_batch
+    tracker.log_epoch(run, 1, {"val_loss": 0.5})
+    tracker.end_trial(run, "FINISHED")
     tracker.drain()
-    finished = tracker.client.get_run(run.run_id)
+    assert failures == []  # the write failed once, and went out on its retry
+    finished = tracker.client.get_run(run)
     assert finished.data.metrics["val_loss"] == 0.5
     assert finished.info.status == "FINISHED"
 
 
 def test_writes_that_fail_for_good_are_spooled_and_replayed(workdir: Path, monkeypatch) -> None:
-    from sweep import mlflow_writer
+    from sweep.tracking import mlflow_writer
 
     monkeypatch.setattr(mlflow_writer, "RETRY_DELAYS_SECONDS", (0.01,))
-    tracker = Tracker(local_tracking_uri(), "spool")
-    tracker.open_parent(existing_run_id=None, tags={"study": "spool"})
+    tracker = MlflowSink(local_tracking_uri(), "spool")
+    tracker.open_study(existing_run_id=None, tags={"study": "spool"})
     run = tracker.start_trial(0, {}, {})
     tracker.drain()
-    real_log_batch, real_set_terminated = run.client.log_batch, run.client.set_terminated
+    client = tracker.client
+    real_log_batch, real_set_terminated = client.log_batch, client.set_terminated
 
     def server_down(*args, **kwargs):
         raise ConnectionError("tracking server unreachable")
 
-    run.client.log_batch = run.client.set_terminated = server_down
-    run.metric("val_loss", 0.25, 3)
-    tracker.finish_run(run, "FINISHED")
+    client.log_batch = client.set_terminated = server_down
+    tracker.log_epoch(run, 3, {"val_loss": 0.25})
+    tracker.end_trial(run, "FINISHED")
     tracker.drain()  # no exception: the sweep goes on
     spool = workdir / "mlruns" / "mlflow_spool.jsonl"
     assert len(spool.read_text().splitlines()) == 2  # the batch, then the status
 
-    run.client.log_batch, run.client.set_terminated = real_log_batch, real_set_terminated
-    again = Tracker(local_tracking_uri(), "spool")  # the next sweep replays the spool
+    client.log_batch, client.set_terminated = real_log_batch, real_set_terminated
+    again = MlflowSink(local_tracking_uri(), "spool")  # the next sweep replays the spool
     assert not spool.exists()
-    replayed = again.client.get_run(run.run_id)
+    replayed = again.client.get_run(run)
     assert replayed.data.metrics["val_loss"] == 0.25
     assert replayed.info.status == "FINISHED"
 
@@ -111,7 +115,7 @@ def test_a_relative_sqlite_uri_follows_the_working_directory(
     for folder in ("first", "second"):
         (tmp_path / folder).mkdir()
         monkeypatch.chdir(tmp_path / folder)
-        tracker = Tracker("sqlite:///mlruns/mlflow.db", f"study-{folder}")
+        tracker = MlflowSink("sqlite:///mlruns/mlflow.db", f"study-{folder}")
         tracker.drain()
         assert tracker.tracking_uri == f"sqlite:///{tmp_path / folder / 'mlruns' / 'mlflow.db'}"
         assert (tmp_path / folder / "mlruns" / "mlflow.db").exists()

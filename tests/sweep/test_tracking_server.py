@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sweep.best_config import load_best_config
-from sweep.runner import RunOptions, run_sweep
+from sweep.commands.run import RunOptions, run_sweep
 from tests.conftest import tiny_space
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,169 @@
+"""The best config as plain data: its dataclasses and its file format, JSON or YAML (read with
+``yaml.safe_load``), never pickle. :mod:`sweep.best_config` is the public import."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# torch-free, like this module: torch loads only when an optimizer or scheduler is built
+from sweep.lr_scaling import scaled_lr
+from trainers.vocabulary import OPTIMIZERS
+
+SCHEMA = "batchsweep.best_config/1"
+ARTIFACT_FILE = "best_config.json"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a best config came from, so a result can be traced and reproduced."""
+
+    study: str
+    trial_number: int
+    cv_val_loss: float  # CV-mean validation loss of the trial (the score minimised)
+    cv_val_loss_std: float  # its standard deviation over folds
+    metric_name: str  # "r2" or "accuracy"
+    cv_metric: float
+    cv_metric_std: float
+    n_folds: int
+    epochs: int
+    seed: int
+    dataset: str
+    data_fingerprint: str
+    versions: dict[str, str] = field(default_factory=dict)
+    selection_rule: str = "argmin"  # how the batch size was chosen: one-standard-error or argmin
+    argmin_trial_number: int | None = None  # the trial with the lowest CV loss overall
+
+
+@dataclass(frozen=True)
+class BestConfig:
+    """Batch size, learning rate, optimizer and schedule chosen by a sweep.
+
+    Example:
+        >>> best = load_best_config("best.json")
+        >>> optimizer = best.make_optimizer(model.parameters())
+        >>> scheduler = best.make_scheduler(optimizer)  # step it once per epoch
+    """
+
+    batch_size: int | str  # an int, or "full" (the whole training set in one batch)
+    lr: float
+    optimizer: str  # batchsweep's name: sgd, momentum, adam, adamw or rmsprop
+    optimizer_kwargs: dict[str, float]  # the rest of torch's arguments (weight_decay, momentum)
+    schedule: dict[str, Any]  # {"name": none|cosine|step, "epochs": N, "step_size": N, "gamma": x}
+    model: dict[str, Any]  # {"hidden": [...], "activation": ..., "dropout": ...} that was searched
+    provenance: Provenance
+    # With lr_scaling in the search space: {"rule": linear|sqrt, "reference_batch_size": N,
+    # "base_lr": x, "full_batch_size": N}; lr_for() applies it. None: lr does not scale.
+    lr_scaling: dict[str, Any] | None = None
+
+    @property
+    def torch_optimizer(self) -> str:
+        """The ``torch.optim`` class name, e.g. ``"Adam"``."""
+        return OPTIMIZERS[self.optimizer].torch_class_name
+
+    def lr_for(self, batch_size: int | str) -> float:
+        """The learning rate for another batch size, by the sweep's scaling rule (if any).
+
+        Example:
+            >>> best.lr_for(256)  # linear rule, reference 32, base 0.01: 0.08
+        """
+        if self.lr_scaling is None:
+            return self.lr
+        size = self.lr_scaling["full_batch_size"] if batch_size == "full" else int(batch_size)
+        return scaled_lr(
+            self.lr_scaling["base_lr"],
+            rule=self.lr_scaling["rule"],
+            optimizer=self.optimizer,
+            batch_size=size,
+            reference=self.lr_scaling["reference_batch_size"],
+        )
+
+    def make_optimizer(self, params: Any) -> Any:
+        """A ``torch.optim`` optimizer over ``params`` with the chosen LR and arguments."""
+        import torch
+
+        optimizer_class = getattr(torch.optim, self.torch_optimizer)
+        return optimizer_class(params, lr=self.lr, **self.optimizer_kwargs)
+
+    def make_scheduler(self, optimizer: Any) -> Any:
+        """A per-epoch ``LambdaLR`` reproducing the schedule the sweep trained with."""
+        import torch
+
+        name, epochs = self.schedule["name"], self.schedule["epochs"]
+        step_size, gamma = self.schedule.get("step_size", 10), self.schedule.get("gamma", 0.1)
+
+        def factor(epoch: int) -> float:
+            if name == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+            if name == "step":
+                return gamma ** (epoch // step_size)
+            return 1.0
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> BestConfig:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(
+                f"{source}: not a batchsweep best config (expected schema {SCHEMA!r}, got {found!r}). "
+                "Export one with `sweep best --study NAME -o best.json`."
+            )
+        fields = {key: value for key, value in data.items() if key != "schema"}
+        try:
+            provenance = Provenance(**fields.pop("provenance"))
+            return cls(provenance=provenance, **fields)
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{source}: malformed best config: {err}") from err
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("batchsweep", "torch", "optuna", "mlflow", "scikit-learn", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def dumps(config: BestConfig, fmt: str) -> str:
+    """The config as JSON or YAML text."""
+    data = config.to_dict()
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False)
+    return json.dumps(data, indent=2) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as tmp:
+            tmp.write(text)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def read_config_file(path: Path) -> BestConfig:
+    import yaml
+
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    return BestConfig.from_dict(data, source=str(path))

@@ -1,0 +1,103 @@
+"""Run a validated sweep in this process: open (or create) the study and its tracking run, reap
+what dead workers left, run trials until the budget is met or a signal asks to stop, and close
+the study with its report. ``sweep run`` and ``sweep worker`` both end up here."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from sweep.commands.finish import close_study, end_status, reap
+from sweep.commands.gc_freeze import frozen_heap
+from sweep.commands.stores import open_stores
+from sweep.commands.terminal import TrialProgress, print_summary, say
+from sweep.graceful_stop import GracefulStop
+from sweep.outcome import RunPlan, SweepOutcome
+from sweep.study.heartbeats import fail_stale_trials
+from sweep.study.objectives import argmin_trial, cv_loss
+from sweep.study.resume import counted_trials
+from sweep.study.sqlite_tuning import tune_sqlite_connections
+from sweep.study.trial_loop import TrainingClock, run_trials
+from trainers import prepare_folds
+
+
+@frozen_heap()
+def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome:
+    started = time.perf_counter()  # the sweep's own work (stores, Optuna, MLflow, report) too
+    spec = plan.spec
+    tune_sqlite_connections()
+    data = prepare_folds(plan.dataset, plan.folds, device=plan.device)
+    study, sink = open_stores(plan)
+    fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
+    reap(study, sink)
+    done = counted_trials(study)
+    remaining = max(0, spec.budget.trials - done)
+    dataset = plan.dataset
+    say(
+        f"{'Resuming' if plan.resuming else 'Created'} study {plan.study_name!r}: "
+        f"{done}/{spec.budget.trials} trials done, {remaining} to run on {plan.device}.\n"
+        f"  data: {dataset.name} ({dataset.n_samples} rows, {dataset.n_features} features, "
+        f"{dataset.task}), {len(plan.folds)}-fold CV, {spec.training.epochs} epochs\n"
+        f"  optuna storage: {plan.storage_url}\n"
+        f"  mlflow tracking: {plan.tracking_uri} (experiment {sink.experiment_id})"
+    )
+    best = argmin_trial(study.get_trials(deepcopy=False))
+    progress = TrialProgress(
+        total=spec.budget.trials,
+        done=done,
+        study_name=plan.study_name,
+        enabled=show_progress,
+        best=cv_loss(best) if best is not None else math.inf,
+    )
+    status = "FAILED"  # until the loop ends normally
+    final_params: dict[int, torch.Tensor] = {}  # trials trained here: no retraining for the report
+    clock = TrainingClock()
+    with GracefulStop() as stop:
+        try:
+            if remaining:
+                run_trials(
+                    study,
+                    spec,
+                    data,
+                    sink,
+                    on_trial_end=progress,
+                    stop=stop,
+                    final_params=final_params,
+                    clock=clock,
+                )
+            status = end_status(study, spec.budget.trials, stopped=stop.requested is not None)
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            progress.close()
+            with stop.shielded():
+                report = close_study(
+                    study, sink, status, spec=spec, data=data, final_params=final_params
+                )
+    ran = counted_trials(study) - done
+    seconds = time.perf_counter() - started
+    if not show_progress:  # a worker of a launcher, which prints the summary itself
+        say(f"worker done: {ran} trial(s) in {seconds:.1f} s.")
+    elif stop.requested:
+        say(
+            f"\nStopped by {stop.requested}: {counted_trials(study)}/{spec.budget.trials} trials "
+            f"done, every finished trial is saved. Resume with the same command, or with\n"
+            f"  sweep worker --study {plan.study_name} --storage {plan.storage_url}"
+        )
+    else:
+        print_summary(report, ran=ran, seconds=seconds, training_seconds=clock.seconds)
+    return SweepOutcome(
+        study_name=plan.study_name,
+        storage_url=plan.storage_url,
+        tracking_uri=plan.tracking_uri,
+        experiment_id=sink.experiment_id,
+        parent_run_id=sink.parent_run_id or "",
+        trials_run=ran,
+        counted_trials=counted_trials(study),
+        budget=spec.budget.trials,
+        seconds=seconds,
+        training_seconds=clock.seconds,
+    )

@@ -1,0 +1,111 @@
+"""``sweep run --workers N`` / ``--gpus``: one worker process per GPU (or N on the CPU) sharing one
+study. The launcher creates the study and its parent run once, starts ``sweep worker``
+processes, shows one progress bar for all of them, and writes the summary when they are done.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tqdm import tqdm
+
+from sweep.commands.finish import close_study, end_status
+from sweep.commands.stores import open_stores
+from sweep.commands.terminal import print_summary, say
+from sweep.outcome import RunPlan, SweepOutcome
+from sweep.study.resume import counted_trials
+from sweep.study.sqlite_tuning import tune_sqlite_connections
+from trainers import prepare_folds
+
+
+def worker_command(plan: RunPlan, device: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sweep.cli",
+        "worker",
+        "--study",
+        plan.study_name,
+        "--storage",
+        plan.storage_url,
+        "--tracking-uri",
+        plan.tracking_uri,
+        "--device",
+        device,
+        "--no-progress",
+    ]
+
+
+def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> SweepOutcome:
+    spec = plan.spec
+    tune_sqlite_connections()
+    study, sink = open_stores(plan)
+    sink.drain()
+    done = counted_trials(study)
+    count = len(gpus) or workers
+    say(
+        f"Study {plan.study_name!r}: {done}/{spec.budget.trials} trials done; starting {count} "
+        f"worker(s) {'on GPUs ' + ','.join(map(str, gpus)) if gpus else 'on the CPU'}."
+    )
+    processes = []
+    for index in range(count):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpus[index])
+            device = "cuda"
+        else:
+            # The CPU's cores are shared out, so the workers do not oversubscribe them.
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+            device = plan.device.type
+        processes.append(subprocess.Popen(worker_command(plan, device), env=env))
+    started = time.perf_counter()
+    previous_term = signal.signal(signal.SIGTERM, _forward_to(processes))
+    # Ctrl-C reaches the workers from the terminal itself; the launcher only waits for them.
+    previous_int = signal.signal(signal.SIGINT, lambda *_: None)
+    bar = tqdm(
+        total=spec.budget.trials, initial=done, desc=f"study {plan.study_name}", unit="trial"
+    )
+    try:
+        while any(process.poll() is None for process in processes):
+            time.sleep(1.0)
+            bar.n = counted_trials(study)
+            bar.refresh()
+    finally:
+        bar.n = counted_trials(study)
+        bar.close()
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+    codes = [process.returncode for process in processes]
+    status = end_status(study, spec.budget.trials, stopped=any(codes))
+    data = prepare_folds(plan.dataset, plan.folds, device=plan.device)
+    report = close_study(study, sink, status, spec=spec, data=data)
+    print_summary(report, ran=counted_trials(study) - done, seconds=time.perf_counter() - started)
+    failed = [code for code in codes if code != 0]
+    if failed and counted_trials(study) < spec.budget.trials:
+        say(f"{len(failed)} worker(s) exited with status {failed}; rerun to resume the study.")
+    elif failed:
+        say(f"{len(failed)} worker(s) exited with status {failed}; the others met the budget.")
+    return SweepOutcome(
+        study_name=plan.study_name,
+        storage_url=plan.storage_url,
+        tracking_uri=plan.tracking_uri,
+        experiment_id=sink.experiment_id,
+        parent_run_id=sink.parent_run_id or "",
+        trials_run=counted_trials(study) - done,
+        counted_trials=counted_trials(study),
+        budget=spec.budget.trials,
+        worker_exit_codes=tuple(codes),
+    )
+
+
+def _forward_to(processes: list[subprocess.Popen]):  # noqa: ANN202 - a signal handler
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    return forward

@@ -1,0 +1,85 @@
+"""Open a study's Optuna study and its tracking run, creating each exactly once.
+
+Workers that start together all come through here; the creation lock makes the first one create
+the study and the study's run, and the others find them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import optuna
+
+from sweep.outcome import RunPlan
+from sweep.study.attrs import PARENT_RUN_ATTR
+from sweep.study.creation_lock import creation_lock
+from sweep.study.resume import open_study
+from sweep.tracking.mlflow_sink import MlflowSink
+
+
+def open_stores(plan: RunPlan) -> tuple[optuna.Study, MlflowSink]:
+    """The study and an MLflow sink whose study run is the study's (created here if missing)."""
+    spec = plan.spec
+    with creation_lock(plan.storage_url):
+        sink = MlflowSink(plan.tracking_uri, plan.study_name)
+        study = open_study(
+            spec,
+            study_name=plan.study_name,
+            storage_url=plan.storage_url,
+            context=_context(plan),
+        )
+        existing = study.user_attrs.get(PARENT_RUN_ATTR)
+        parent_run_id = sink.open_study(
+            existing_run_id=existing,
+            tags={"study": plan.study_name, "space": spec.path, "storage": plan.storage_url},
+        )
+        if existing != parent_run_id:
+            study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
+            sink.log_study_params(_space_params(plan))
+    return study, sink
+
+
+def _context(plan: RunPlan) -> dict[str, Any]:
+    """What an exported best config needs beyond the trial's own params."""
+    spec, dataset = plan.spec, plan.dataset
+    return {
+        "schedule": {
+            "name": spec.training.schedule,
+            "epochs": spec.training.epochs,
+            "step_size": spec.training.step_size,
+            "gamma": spec.training.gamma,
+        },
+        "model": dataclasses.asdict(spec.model),
+        "n_folds": spec.cv.folds,
+        "seed": spec.cv.seed,
+        "dataset": dataset.name,
+        "data_fingerprint": dataset.fingerprint,
+        "task": dataset.task,
+        "full_batch_size": max(len(fold.train_idx) for fold in plan.folds),
+        "lr_scaling": None
+        if spec.search.lr_scaling is None
+        else dataclasses.asdict(spec.search.lr_scaling),
+    }
+
+
+def _space_params(plan: RunPlan) -> dict[str, Any]:
+    spec, dataset = plan.spec, plan.dataset
+    return {
+        "dataset": dataset.name,
+        "data_fingerprint": dataset.fingerprint,
+        "task": dataset.task,
+        "n_rows": dataset.n_samples,
+        "n_features": dataset.n_features,
+        "folds": spec.cv.folds,
+        "epochs": spec.training.epochs,
+        "schedule": spec.training.schedule,
+        "precision": spec.training.precision,  # capture is each worker's own choice
+        "model_hidden": list(spec.model.hidden),
+        "model_activation": spec.model.activation,
+        "search_batch_size": list(spec.search.batch_size),
+        "search_optimizer": list(spec.search.optimizer),
+        "search_lr": spec.search.lr,
+        "sampler": spec.sampler.name,
+        "pruner": spec.pruner,
+    }

@@ -1,0 +1,50 @@
+"""A report written out: the table as CSV, its JSON files and its figures, each written once into
+one folder, then handed to the tracking sink, which uploads the folder to the study's run in one
+call. ``sweep report`` also copies the folder to its output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from sweep.report.build import StudyReport
+from sweep.report.figures import close_all, report_figures
+from sweep.report.rows import rows_as_csv
+from sweep.tracking.sink import TrackingSink
+
+CSV_FILE = "batch_size_report.csv"
+FIGURE_DPI = 100  # matplotlib's default: what MlflowClient.log_figure wrote
+
+
+def write_report(report: StudyReport, sink: TrackingSink | None, folder: Path) -> list[str]:
+    """Write every file of ``report`` into ``folder``, then log the report's values and the
+    folder to ``sink`` (when there is one); returns the file names."""
+    names = write_report_files(folder, report)
+    if sink is not None:
+        metrics, params, tags = report.tracking_values()
+        sink.log_report(metrics=metrics, params=params, tags=tags, folder=folder)
+    return names
+
+
+def write_report_files(folder: Path, report: StudyReport) -> list[str]:
+    """The CSV table, the JSON files and the figures, into ``folder``; returns the file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CSV_FILE).write_text(rows_as_csv(report.rows))
+    dicts = report.json_files()
+    for name, payload in dicts.items():  # as MlflowClient.log_dict writes JSON
+        (folder / name).write_text(json.dumps(payload, indent=2, default=str))
+    figures = report_figures(report.snapshot, report.rows, report.choice)
+    try:
+        for name, figure in figures.items():
+            figure.savefig(folder / name, dpi=FIGURE_DPI)
+    finally:
+        close_all(figures)
+    return [CSV_FILE, *dicts, *figures]
+
+
+def copy_files(source: Path, names: list[str], destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(source / name, destination / name)

@@ -1,0 +1,14 @@
+"""The names of what a study stores besides its trials (Optuna user attributes), and which trial
+states count toward its budget. Imports nothing heavy: readers of a study (the report) need only
+these."""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+
+SPACE_FINGERPRINT_ATTR = "space_fingerprint"  # what makes two trials comparable
+CONTEXT_ATTR = "context"  # what an exported best config needs beyond a trial's params
+SPEC_ATTR = "spec"  # the validated search space, so a worker joins with the study name only
+PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the id of the study's run in the tracking store
+BUDGET_ATTR = "budget_trials"
+COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # FAILED trials are retried

@@ -1,0 +1,176 @@
+"""Where the rooms meet: one Optuna trial, from ask to tell, with its tracking run.
+
+A session turns the trial into a trainer config, takes the engine's per-epoch reports (curves to
+the tracking sink, values to Optuna for the pruner), and tells the study how the trial
+ended. Diverged (NaN/inf) and out-of-memory trials are PRUNED with their reason recorded, never
+FAILED: TPE learns from pruned trials but ignores failed ones.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from search_spaces.spec import SweepSpec
+from sweep.study.objectives import objective_values
+from sweep.study.trial_params import suggest_params, train_config
+from sweep.study.trial_record import RECORD_ATTR, TrialRecord
+from sweep.tracking.sink import TrackingSink
+from trainers import CVResult, EpochReport, StackOutcome, TrainConfig
+
+PRUNE_REASON_TAG = "prune_reason"
+
+
+class TrialSession:
+    """One asked trial: its params, its config, its MLflow run and its curves."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        spec: SweepSpec,
+        sink: TrackingSink,
+        *,
+        metric_name: str,
+        full_batch_size: int,
+        report_to_pruner: bool = True,
+    ) -> None:
+        self.study, self.sink = study, sink
+        self.trial = trial
+        self.params: dict[str, Any] = suggest_params(self.trial, spec.search)
+        self.objectives = spec.objectives
+        self.config: TrainConfig = train_config(self.params, spec, full_batch_size=full_batch_size)
+        self.metric_name = metric_name  # "r2" or "accuracy"
+        logged = dict(self.params)
+        if spec.search.lr_scaling is not None:  # "lr" is then the rate at the reference batch size
+            logged["effective_lr"] = self.config.optimizer.lr
+        self.run_id = sink.start_trial(self.trial.number, logged, {"study": study.study_name})
+        # Without a pruner, Optuna needs no per-epoch report: the curves travel in the record.
+        self.report_to_pruner = report_to_pruner
+        # The run id goes to Optuna with the record, in its one write at the end; until then the
+        # reaper finds the run by its trial-number tag.
+        self.record = TrialRecord(
+            metric_name=metric_name,
+            effective_lr=self.config.optimizer.lr,
+            mlflow_run_id=self.run_id,
+        )
+        self.train_loss = self.record.train_loss_curve
+        self.val_loss = self.record.val_loss_curve
+        self.val_metric = self.record.val_metric_curve
+        self.epoch_seconds: list[float] = []
+        self.prune_reason: str | None = None
+        self.started = time.perf_counter()
+        self.done = False
+        self.final_params: torch.Tensor | None = None
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    def on_epoch(self, report: EpochReport) -> None:
+        """Buffer the epoch's curves and report the CV loss to Optuna (for the pruner, which
+        :func:`sweep.pruning.trials_to_prune` asks once per epoch for the whole stack)."""
+        cv_val_loss = float(report.val_loss.mean())
+        self.train_loss.append(float(report.train_loss.mean()))
+        self.val_loss.append(cv_val_loss)
+        self.val_metric.append(float(report.val_metric.mean()))
+        # The stack's epoch is shared by its trials: each is charged its share.
+        self.epoch_seconds.append(report.epoch_seconds / report.stack_size)
+        step = report.epoch
+        metric = f"val_{self.metric_name}"
+        metrics = {
+            "train_loss": self.train_loss[-1],
+            "val_loss": cv_val_loss,
+            metric: self.val_metric[-1],
+            "epoch_seconds": self.epoch_seconds[-1],
+            "stack_size": report.stack_size,
+            "lr": report.lr,
+        }
+        for fold, (train, val, score) in enumerate(
+            zip(report.train_loss, report.val_loss, report.val_metric)
+        ):
+            metrics[f"fold_{fold}/train_loss"] = train
+            metrics[f"fold_{fold}/val_loss"] = val
+            metrics[f"fold_{fold}/{metric}"] = score
+        self.sink.log_epoch(self.run_id, step, metrics)
+        if self.report_to_pruner:
+            self.trial.report(cv_val_loss, step)
+
+    def finish(self, outcome: StackOutcome) -> None:
+        """Tell the study how the trial ended, and end its MLflow run to match."""
+        if outcome.result is not None:
+            self.final_params = outcome.result.final_params[0]  # fold 0, for the noise scale
+            metrics = self._record_result(outcome.result)
+            seconds = float(np.median(self.epoch_seconds))
+            values = objective_values(
+                self.objectives, loss=self.record.cv_val_loss, epoch_seconds=seconds
+            )
+            self._end(TrialState.COMPLETE, "FINISHED", values=values, metrics=metrics)
+        elif outcome.diverged is not None:
+            self.prune(f"diverged: {outcome.diverged}")
+        else:
+            self.prune(self.prune_reason or "pruned")
+
+    def prune(self, reason: str) -> None:
+        self.record.prune_reason = reason
+        self._end(TrialState.PRUNED, "KILLED", tags={PRUNE_REASON_TAG: reason})
+
+    def fail(self, reason: str) -> None:
+        """A bug or an interrupt: the trial is FAILED (and retried later), never left RUNNING."""
+        self._end(TrialState.FAIL, "FAILED", tags={"fail_reason": reason})
+
+    def _end(
+        self,
+        state: TrialState,
+        run_status: str,
+        values: list[float] | None = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.record.wall_seconds = time.perf_counter() - self.started
+        if self.epoch_seconds:
+            self.record.epoch_seconds = float(np.median(self.epoch_seconds))
+        self.trial.set_user_attr(RECORD_ATTR, self.record.as_attr())
+        metrics = {**(metrics or {}), "wall_seconds": self.record.wall_seconds}
+        self.sink.end_trial(self.run_id, run_status, metrics=metrics, tags=tags)
+        self.study.tell(self.trial, values, state=state)
+
+    def _record_result(self, result: CVResult) -> dict[str, float]:
+        """The CV summary into the record; returns it, with the fold scores, as run metrics."""
+        record, metric = self.record, result.metric_name
+        record.cv_val_loss = float(result.fold_val_loss.mean())
+        record.cv_val_loss_std = float(result.fold_val_loss.std())
+        record.cv_metric = float(result.fold_val_metric.mean())
+        record.cv_metric_std = float(result.fold_val_metric.std())
+        record.updates_per_epoch = result.updates_per_epoch
+        record.resolved_batch_size = result.batch_size
+        record.chunks_per_step = result.chunks_per_step
+        record.fold_val_loss = [float(v) for v in result.fold_val_loss]
+        record.stack_size = result.stack_size
+        record.n_train_samples = result.n_train_samples
+        record.peak_memory_bytes = result.peak_memory_bytes
+        record.memory_kind = result.memory_kind
+        metrics = {
+            "cv_val_loss": record.cv_val_loss,
+            "cv_val_loss_std": record.cv_val_loss_std,
+            f"cv_{metric}": record.cv_metric,
+            f"cv_{metric}_std": record.cv_metric_std,
+            "updates_per_epoch": record.updates_per_epoch,
+            "resolved_batch_size": record.resolved_batch_size,
+            "chunks_per_step": record.chunks_per_step,
+            "stack_size": record.stack_size,
+            "n_train_samples": record.n_train_samples,
+            "peak_memory_bytes": record.peak_memory_bytes,
+        }
+        for fold, (loss, score) in enumerate(zip(result.fold_val_loss, result.fold_val_metric)):
+            metrics[f"fold_{fold}/score_val_loss"] = loss
+            metrics[f"fold_{fold}/score_{metric}"] = score
+        return metrics
