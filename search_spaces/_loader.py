@@ -8,6 +8,7 @@ that overrode it), the dotted key, the rule, the value received, and how to fix 
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -30,6 +31,7 @@ from search_spaces.spec import (
     PRUNERS,
     SAMPLERS,
     SCHEDULES,
+    STANDARDIZE,
     TASKS,
     BudgetSpec,
     CVSpec,
@@ -39,12 +41,13 @@ from search_spaces.spec import (
     FloatRange,
     LrScaling,
     ModelSpec,
+    PreprocessSpec,
     SamplerSpec,
     SearchSpec,
     SweepSpec,
     TrainingSpec,
 )
-from trainers.vocabulary import MOMENTUM_OPTIMIZERS
+from trainers.vocabulary import LOSS_NAMES, METRIC_NAMES, MOMENTUM_OPTIMIZERS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -67,6 +70,11 @@ _STRING_KEYS = frozenset(
         "sampler",
         "sampler.name",
         "pruner",
+        "dataset.factory",
+        "model.factory",
+        "loss",
+        "metric",
+        "preprocess.standardize",
     }
 )
 
@@ -84,6 +92,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "search": _keys(SearchSpec),
     "sampler": _keys(SamplerSpec),
     "budget": _keys(BudgetSpec),
+    "preprocess": _keys(PreprocessSpec),
 }
 _RANGE_KEYS = ("low", "high", "log")
 
@@ -412,10 +421,10 @@ class _Validator:
             if name in known:
                 continue
             key = f"{prefix}.{name}" if prefix else str(name)
-            hint = _did_you_mean(name, known)
-            if not hint and not prefix:  # a setting written outside its section
-                home = [f"{s}.{name}" for s, ks in _SECTION_KEYS.items() if s and name in ks]
-                hint = f"Did you mean '{home[0]}'? " if home else ""
+            # a setting written outside its section first, then a typo
+            home = [f"{s}.{n}" for s, ks in _SECTION_KEYS.items() if s and not prefix for n in ks]
+            home = [h for h in home if h.endswith(f".{name}")]
+            hint = f"Did you mean '{home[0]}'? " if home else _did_you_mean(name, known)
             where = f"in '{prefix}'" if prefix else "at the top level"
             self.fail(
                 key,
@@ -546,6 +555,15 @@ class _Validator:
 
     def dataset(self, raw: Mapping[str, Any]) -> DatasetSpec:
         m = self.section(raw, "dataset", required=True)
+        if m.get("factory") is not None:
+            return self.factory_dataset(m)
+        if m.get("kwargs") is not None:
+            self.fail(
+                "dataset.kwargs",
+                "only applies with dataset.factory",
+                m["kwargs"],
+                "Remove it, or name your data function in dataset.factory.",
+            )
         source = m.get("source")
         names = ", ".join(NAMED_DATASETS)
         if source is None:
@@ -607,6 +625,111 @@ class _Validator:
             spec["task"] = self.choice("dataset.task", m["task"], TASKS)
         return DatasetSpec(**spec)
 
+    def factory_dataset(self, m: Mapping[str, Any]) -> DatasetSpec:
+        """A user's data function: it replaces source, target and the synthetic settings."""
+        for key in ("source", "target", *_SYNTHETIC_ONLY):
+            if m.get(key) is not None:
+                self.fail(
+                    f"dataset.{key}",
+                    "does not apply with dataset.factory (your function returns the data)",
+                    m[key],
+                    "Remove one of the two.",
+                )
+        spec: dict[str, Any] = {
+            "source": "",
+            "factory": self.reference("dataset.factory", m["factory"]),
+            "kwargs": self.kwargs("dataset.kwargs", m.get("kwargs")),
+        }
+        if "task" in m:
+            spec["task"] = self.choice("dataset.task", m["task"], TASKS)
+        return DatasetSpec(**spec)
+
+    def reference(self, key: str, value: object) -> str:
+        """A user's function: "file.py:function" (made absolute, from the YAML file's folder)
+        or "package.module:function"."""
+        form = '"file.py:function" or "package.module:function"'
+        parts = value.split(":") if isinstance(value, str) else []
+        if len(parts) != 2 or not all(p.strip() for p in parts):
+            self.fail(
+                key,
+                f"must be {form}",
+                value,
+                "Name the file or module, a colon, then the function.",
+            )
+        target, function = (p.strip() for p in parts)
+        if not function.isidentifier():
+            self.fail(
+                key, "must end in a Python function name after the colon", value, f"Write {form}."
+            )
+        if target.endswith(".py"):
+            path = (self.path.parent / Path(target).expanduser()).resolve()
+            if not path.is_file():
+                self.fail(
+                    key,
+                    f"names a file that does not exist (looked for {path})",
+                    value,
+                    "Check the path; a relative path starts at the YAML file's directory.",
+                )
+            return f"{path}:{function}"
+        if not all(part.isidentifier() for part in target.split(".")):
+            self.fail(
+                key, f"must be {form}", value, "A module is dotted names, a file ends in .py."
+            )
+        return f"{target}:{function}"
+
+    def kwargs(self, key: str, value: object) -> dict[str, Any]:
+        """Keyword arguments for a user's function: a mapping of names to plain YAML values."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(
+            isinstance(name, str) and name.isidentifier() for name in value
+        ):
+            self.fail(
+                key,
+                "must be a mapping of argument names to values",
+                value,
+                "Write e.g. {channels: 8}.",
+            )
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            self.fail(
+                key,
+                "must hold plain values (numbers, strings, lists, mappings)",
+                value,
+                "A study stores them as JSON.",
+            )
+        return dict(value)
+
+    def loss_or_metric(self, raw: Mapping[str, Any], key: str, names: tuple[str, ...]) -> str:
+        value = raw.get(key, "auto")
+        if isinstance(value, str) and (value == "auto" or value in names):
+            return value
+        if isinstance(value, str) and ":" in value:
+            return self.reference(key, value)
+        self.fail(
+            key,
+            f'must be auto, one of {", ".join(names)}, or "file.py:function"',
+            value,
+            _did_you_mean(value, names) + "auto picks the task's usual one.",
+        )
+
+    def preprocess(self, raw: Mapping[str, Any], model: ModelSpec) -> PreprocessSpec:
+        m = self.section(raw, "preprocess")
+        spec = PreprocessSpec()
+        if "standardize" in m:
+            spec = PreprocessSpec(
+                self.choice("preprocess.standardize", m["standardize"], STANDARDIZE)
+            )
+        if spec.standardize == "none" and model.factory is None:
+            self.fail(
+                "preprocess.standardize",
+                "must standardise the features for the built-in MLP (auto or features)",
+                "none",
+                "Use auto, or name your own model in model.factory.",
+            )
+        return spec
+
     def csv_path(self, source: str) -> str:
         overridden = "dataset.source" in self.flags
         base = Path.cwd() if overridden else self.path.parent
@@ -624,6 +747,26 @@ class _Validator:
     def model(self, raw: Mapping[str, Any]) -> ModelSpec:
         m = self.section(raw, "model")
         spec: dict[str, Any] = {}
+        if m.get("factory") is not None:
+            for key in ("hidden", "activation", "dropout"):
+                if key in m:
+                    self.fail(
+                        f"model.{key}",
+                        "belongs to the built-in MLP and does not apply with model.factory",
+                        m[key],
+                        "Remove it, or pass it to your factory in model.kwargs.",
+                    )
+            return ModelSpec(
+                factory=self.reference("model.factory", m["factory"]),
+                kwargs=self.kwargs("model.kwargs", m.get("kwargs")),
+            )
+        if m.get("kwargs") is not None:
+            self.fail(
+                "model.kwargs",
+                "only applies with model.factory",
+                m["kwargs"],
+                "Remove it, or name your model function in model.factory.",
+            )
         if "hidden" in m:
             hidden = m["hidden"]
             if not isinstance(hidden, list):
@@ -865,6 +1008,9 @@ class _Validator:
             pruner = SweepSpec.pruner
         objectives = self.objectives(raw, pruner, sampler)
         budget = self.budget(raw)
+        loss = self.loss_or_metric(raw, "loss", LOSS_NAMES)
+        metric = self.loss_or_metric(raw, "metric", METRIC_NAMES)
+        preprocess = self.preprocess(raw, model)
         if sampler.name == "grid":
             examples = {
                 "lr": "[0.001, 0.01]",
@@ -884,6 +1030,9 @@ class _Validator:
             pruner=pruner,
             budget=budget,
             objectives=objectives,
+            loss=loss,
+            metric=metric,
+            preprocess=preprocess,
         )
 
 

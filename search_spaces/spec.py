@@ -7,7 +7,7 @@ dataclasses, never the raw YAML. :func:`search_spaces.load_space` is the only pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from trainers import vocabulary
 
@@ -46,22 +46,42 @@ class FloatChoices:
 FloatParam = Union[FloatRange, FloatChoices]  # noqa: UP007 (kept as written; same type)
 
 
+STANDARDIZE = ("auto", "features", "none")
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
-    source: str  # a name from NAMED_DATASETS, or an absolute path to a CSV file
+    source: str  # a name from NAMED_DATASETS, an absolute path to a CSV file, or "" (factory)
     target: str | None = None  # CSV column holding the target; required for CSV, unused otherwise
     task: str = "auto"  # one of TASKS; "auto" infers it from the target
     n_samples: int = 1000  # synthetic only
     n_features: int = 10  # synthetic only
     noise: float = 0.1  # synthetic only: std of Gaussian noise added to the target
     seed: int = 0  # synthetic only: seed of the generated data
+    # A user's data: "file.py:function" (absolute path) or "package.module:function", called
+    # with ``kwargs``; it returns (X, y) of any per-sample shape or a torch Dataset.
+    factory: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """The built-in MLP (hidden, activation, dropout), or a user's module factory."""
+
     hidden: tuple[int, ...] = (50,)  # widths of the hidden layers; () is a linear model
     activation: str = "relu"  # one of ACTIVATIONS
     dropout: float = 0.0  # in [0, 1)
+    # "file.py:function" (absolute path) or "package.module:function", called as
+    # fn(input_shape=..., n_outputs=..., **kwargs) -> torch.nn.Module
+    factory: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    # auto: features (and a regression target) standardised per fold for tables, nothing for
+    # N-d inputs; features: the same for tables; none: the data as the user gave it.
+    standardize: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -138,3 +158,8 @@ class SweepSpec:
     # Pareto front trades CV score against time per epoch.
     objectives: tuple[str, ...] = ("cv_loss",)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
+    # a name from LOSS_NAMES / METRIC_NAMES, "file.py:function", or auto: mse and r2 for
+    # regression, cross_entropy and accuracy for classification
+    loss: str = "auto"
+    metric: str = "auto"
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)

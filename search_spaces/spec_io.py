@@ -17,6 +17,7 @@ from search_spaces.spec import (
     FloatRange,
     LrScaling,
     ModelSpec,
+    PreprocessSpec,
     SamplerSpec,
     SearchSpec,
     SweepSpec,
@@ -42,6 +43,7 @@ def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
         search["lr_scaling"] = LrScaling(**search["lr_scaling"])
     search["optimizer"] = tuple(search["optimizer"])
     model = dict(data["model"], hidden=tuple(data["model"]["hidden"]))
+    preprocess = PreprocessSpec(**data.get("preprocess", {}))
     return SweepSpec(
         name=data["name"],
         path=data["path"],
@@ -54,6 +56,9 @@ def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
         pruner=data["pruner"],
         budget=BudgetSpec(**data["budget"]),
         objectives=tuple(data.get("objectives", ("cv_loss",))),
+        loss=data.get("loss", "auto"),
+        metric=data.get("metric", "auto"),
+        preprocess=preprocess,
     )
 
 

@@ -56,11 +56,21 @@ class BestConfig:
     optimizer: str  # batchsweep's name: sgd, momentum, adam, adamw or rmsprop
     optimizer_kwargs: dict[str, float]  # the rest of torch's arguments (weight_decay, momentum)
     schedule: dict[str, Any]  # {"name": none|cosine|step, "epochs": N, "step_size": N, "gamma": x}
-    model: dict[str, Any]  # {"hidden": [...], "activation": ..., "dropout": ...} that was searched
+    # the built-in MLP ({"hidden": [...], "activation": ..., "dropout": ...}) or the user's
+    # {"factory": "file.py:function", "kwargs": {...}}
+    model: dict[str, Any]
     provenance: Provenance
     # With lr_scaling in the search space: {"rule": linear|sqrt, "reference_batch_size": N,
     # "base_lr": x, "full_batch_size": N}; lr_for() applies it. None: lr does not scale.
     lr_scaling: dict[str, Any] | None = None
+    # What the trials trained: one sample's shape and the model's outputs (classes, or values),
+    # the loss and metric by name or "file.py:function", and the preprocessing. None in configs
+    # exported before these were recorded.
+    input_shape: list[int] | None = None
+    n_outputs: int | None = None
+    loss: str | None = None
+    metric: str | None = None
+    preprocessing: dict[str, Any] | None = None
 
     @property
     def torch_optimizer(self) -> str:
@@ -83,6 +93,34 @@ class BestConfig:
             batch_size=size,
             reference=self.lr_scaling["reference_batch_size"],
         )
+
+    def build_model(self) -> Any:
+        """A new, untrained instance of the model the sweep tuned: the user's factory called as
+        it was in the sweep, or the built-in MLP.
+
+        Example:
+            >>> model = best.build_model()
+            >>> optimizer = best.make_optimizer(model.parameters())
+        """
+        if self.input_shape is None or self.n_outputs is None:
+            raise ValueError(
+                "this best config was exported before it recorded the model's input shape; "
+                "export it again with `sweep best --study NAME -o best.json`."
+            )
+        shape = tuple(self.input_shape)
+        if self.model.get("factory"):
+            from trainers.user_code import load_callable  # the user's code loads only here
+
+            factory = load_callable(self.model["factory"])
+            return factory(input_shape=shape, n_outputs=self.n_outputs, **self.model["kwargs"])
+        from trainers.stacked_mlp import MLPConfig, build_mlp  # torch: only to build a model
+
+        mlp = MLPConfig(
+            hidden=tuple(self.model["hidden"]),
+            activation=self.model["activation"],
+            dropout=self.model["dropout"],
+        )
+        return build_mlp(shape[0], self.n_outputs, mlp)
 
     def make_optimizer(self, params: Any) -> Any:
         """A ``torch.optim`` optimizer over ``params`` with the chosen LR and arguments."""

@@ -3,6 +3,7 @@ and what it did (:class:`SweepOutcome`). A bottom module: it imports no other pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
 
     from search_spaces import SweepSpec
     from trainers import Dataset, Fold
+    from trainers.problem import ModelChoice, TrainingProblem
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,23 @@ class RunPlan:
     storage_url: str
     tracking_uri: str
     resuming: bool  # the study exists already
+    model: ModelChoice  # the built-in MLP or the user's factory, already tried once
+    loss: str | Callable  # a name, or the user's function
+    metric: str | Callable
+
+    def problem(self) -> TrainingProblem:
+        """The data on the device and the engine its trials train on."""
+        from trainers.problem import make_problem  # torch: loaded by the commands that train
+
+        return make_problem(
+            self.dataset,
+            self.folds,
+            device=self.device,
+            model=self.model,
+            loss=self.loss,
+            metric=self.metric,
+            standardize=self.spec.preprocess.standardize,
+        )
 
 
 @dataclass(frozen=True)

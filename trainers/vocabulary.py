@@ -64,10 +64,16 @@ OPTIMIZER_NAMES: tuple[str, ...] = tuple(OPTIMIZERS)
 MOMENTUM_OPTIMIZERS: tuple[str, ...] = tuple(k.name for k in _OPTIMIZER_KINDS if k.takes_momentum)
 
 SCHEDULES: tuple[str, ...] = ("none", "cosine", "step")  # LR factor per epoch
+# Losses and validation metrics by name (trainers.losses implements them); a search space may
+# also name a user's function instead, as "file.py:function".
+LOSS_NAMES: tuple[str, ...] = ("mse", "cross_entropy", "huber", "bce_with_logits")
+METRIC_NAMES: tuple[str, ...] = ("r2", "accuracy", "f1_macro", "roc_auc", "mae")
 ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "gelu", "silu")
 
 __all__ = [
     "ACTIVATIONS",
+    "LOSS_NAMES",
+    "METRIC_NAMES",
     "MOMENTUM_OPTIMIZERS",
     "OPTIMIZERS",
     "OPTIMIZER_NAMES",

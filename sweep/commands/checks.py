@@ -8,50 +8,135 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
 
 from search_spaces import SweepSpec
 from sweep.errors import UsageError
+from sweep.study.trial_params import builtin_mlp
+from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
+from trainers.data import Dataset
+from trainers.device import check_capture, check_precision
+from trainers.factory_data import check_model, load_factory_dataset
+from trainers.folds import Fold
+from trainers.problem import ModelChoice, n_outputs_of, uses_fast_engine
+from trainers.user_code import UserCodeError, load_callable
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the trials train on, every part checked: the data, its folds, the device, and the
+    model, loss and metric (the user's functions loaded and tried once)."""
+
+    dataset: Dataset
+    folds: list[Fold]
+    device: torch.device
+    model: ModelChoice
+    loss: str | Callable
+    metric: str | Callable
 
 
 def load_data(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> tuple:
-    """The data set, its folds and the device, or a UsageError naming the file or flag.
+    """The data set, its folds and the device (see :func:`load_inputs`)."""
+    inputs = load_inputs(spec, flags=flags)
+    return inputs.dataset, inputs.folds, inputs.device
 
+
+def load_inputs(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> Inputs:
+    """Everything the trials need, or a UsageError naming the file or flag, the key and value.
+
+    A user's data function is called and its arrays checked; a user's model is built and given
+    two samples, so a wrong output shape stops the sweep here, before anything is created.
     ``flags`` maps a dotted key to the command-line flag that set it, for the messages.
     """
-    from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
-    from trainers.device import check_capture, check_precision
+
+    def where(key: str) -> str:
+        return (flags or {}).get(key) or f"{spec.path}: {key}"
 
     try:
-        dataset = load_dataset(
-            spec.dataset.source,
-            target=spec.dataset.target,
-            task=spec.dataset.task,
-            n_samples=spec.dataset.n_samples,
-            n_features=spec.dataset.n_features,
-            noise=spec.dataset.noise,
-            seed=spec.dataset.seed,
-        )
+        if spec.dataset.factory is not None:
+            dataset = load_factory_dataset(
+                spec.dataset.factory, spec.dataset.kwargs, task=spec.dataset.task
+            )
+        else:
+            dataset = load_dataset(
+                spec.dataset.source,
+                target=spec.dataset.target,
+                task=spec.dataset.task,
+                n_samples=spec.dataset.n_samples,
+                n_features=spec.dataset.n_features,
+                noise=spec.dataset.noise,
+                seed=spec.dataset.seed,
+            )
         folds = make_folds(
             dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed
         )
     except DataError as err:
-        raise UsageError(f"{spec.path}: {err}") from err
+        key = "dataset.factory: " if spec.dataset.factory is not None else ""
+        raise UsageError(f"{spec.path}: {key}{err}") from err
     try:
         device = resolve_device(spec.training.device)
     except DeviceError as err:
-        where = (flags or {}).get("training.device") or f"{spec.path}: training.device"
-        raise UsageError(f"{where}: {err}") from err
+        raise UsageError(f"{where('training.device')}: {err}") from err
+    model = _model(spec, dataset)
+    loss = _user_function(spec, "loss", spec.loss)
+    metric = _user_function(spec, "metric", spec.metric)
+    if callable(metric) and not isinstance(getattr(metric, "higher_is_better", None), bool):
+        raise UsageError(
+            f"{spec.path}: metric: {spec.metric} must say which way is better. Set "
+            f"`{metric.__name__}.higher_is_better = True` (or False) after the function."
+        )
+    try:
+        fast = uses_fast_engine(dataset, model, loss, metric, spec.preprocess.standardize)
+    except ValueError as err:
+        raise UsageError(f"{where('preprocess.standardize')}: {err}") from err
     for key, check in (
         ("training.precision", check_precision),
         ("training.capture", check_capture),
     ):
+        value = getattr(spec.training, key.split(".")[1])
         try:
-            check(getattr(spec.training, key.split(".")[1]), device)
+            check(value, device)
         except DeviceError as err:
-            where = (flags or {}).get(key) or f"{spec.path}: {key}"
-            raise UsageError(f"{where}: {err}") from err
-    return dataset, folds, device
+            raise UsageError(f"{where(key)}: {err}") from err
+        if not fast and value not in ("fp32", "off"):
+            raise UsageError(
+                f"{where(key)}: {value!r} is for the built-in MLP's own engine; this space "
+                "trains on the generic engine (its own model, loss, metric or unscaled data), "
+                "which runs fp32 steps eagerly. Remove the setting."
+            )
+    return Inputs(dataset, folds, device, model, loss, metric)
+
+
+def _model(spec: SweepSpec, dataset: Dataset) -> ModelChoice:
+    """The built-in MLP, or the user's factory, built once and tried on two samples."""
+    if spec.model.factory is None:
+        return ModelChoice(mlp=builtin_mlp(spec))
+    try:
+        factory = load_callable(spec.model.factory)
+        check_model(
+            factory,
+            spec.model.kwargs,
+            input_shape=tuple(dataset.X.shape[1:]),
+            n_outputs=n_outputs_of(dataset),
+            sample=torch.as_tensor(dataset.X[:2]),
+            task=dataset.task,
+        )
+    except UserCodeError as err:
+        raise UsageError(f"{spec.path}: model.factory: {err}") from err
+    return ModelChoice(factory=factory, kwargs=dict(spec.model.kwargs))
+
+
+def _user_function(spec: SweepSpec, key: str, value: str) -> str | Callable:
+    """A loss or metric: its name, or the user's function a "file.py:function" names."""
+    if ":" not in value:
+        return value
+    try:
+        return load_callable(value)
+    except UserCodeError as err:
+        raise UsageError(f"{spec.path}: {key}: {err}") from err
 
 
 def check_storage_url(url: str) -> None:

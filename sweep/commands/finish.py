@@ -20,8 +20,9 @@ from sweep.report.snapshot import StudySnapshot, snapshot_of
 from sweep.study.resume import counted_trials
 from sweep.study.trial_params import train_config
 from sweep.tracking.sink import TrackingSink
-from trainers import FoldData, train_folds
+from trainers import train_folds
 from trainers.noise_scale import NoiseScale, fold_noise_scale
+from trainers.problem import TrainingProblem
 
 
 def end_status(study: optuna.Study, budget: int, *, stopped: bool) -> str:
@@ -49,7 +50,7 @@ def close_study(
     status: str,
     *,
     spec: SweepSpec,
-    data: FoldData | None,
+    problem: TrainingProblem | None,
     final_params: Mapping[int, torch.Tensor] | None = None,
 ) -> StudyReport:
     """Reap, report and set the study run's status; returns the report.
@@ -64,7 +65,7 @@ def close_study(
     noise, note = (
         (None, "left to the last worker")
         if status == "RUNNING"
-        else measure_noise(snapshot, spec=spec, data=data, final_params=final_params)
+        else measure_noise(snapshot, spec=spec, problem=problem, final_params=final_params)
     )
     report = build_report(snapshot, noise=noise, noise_note=note)
     with tempfile.TemporaryDirectory(prefix="sweep-report-") as staging:
@@ -80,7 +81,7 @@ def measure_noise(
     snapshot: StudySnapshot,
     *,
     spec: SweepSpec,
-    data: FoldData | None,
+    problem: TrainingProblem | None,
     final_params: Mapping[int, torch.Tensor] | None = None,
 ) -> tuple[NoiseScale | None, str]:
     """The gradient noise scale of the recommended config at its fold-0 weights after training
@@ -89,8 +90,11 @@ def measure_noise(
     recommended = recommended_trial(snapshot.trials)
     if recommended is None:
         return None, "no completed trial"
-    if data is None:
+    if problem is None:
         return None, "data not loaded for this report"
+    if not problem.fast:
+        return None, "measured on the built-in MLP's engine only, not yet on the generic one"
+    data = problem.data
     trial, _choice = recommended
     config = train_config(trial.params, spec, full_batch_size=max(data.train_sizes))
     try:

@@ -20,7 +20,6 @@ from sweep.study.objectives import argmin_trial, cv_loss
 from sweep.study.resume import counted_trials
 from sweep.study.sqlite_tuning import tune_sqlite_connections
 from sweep.study.trial_loop import TrainingClock, run_trials
-from trainers import prepare_folds
 
 
 @frozen_heap()
@@ -28,7 +27,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     started = time.perf_counter()  # the sweep's own work (stores, Optuna, MLflow, report) too
     spec = plan.spec
     tune_sqlite_connections()
-    data = prepare_folds(plan.dataset, plan.folds, device=plan.device)
+    problem = plan.problem()
     study, sink = open_stores(plan)
     fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
     reap(study, sink)
@@ -60,7 +59,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
                 run_trials(
                     study,
                     spec,
-                    data,
+                    problem,
                     sink,
                     on_trial_end=progress,
                     stop=stop,
@@ -75,7 +74,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
             progress.close()
             with stop.shielded():
                 report = close_study(
-                    study, sink, status, spec=spec, data=data, final_params=final_params
+                    study, sink, status, spec=spec, problem=problem, final_params=final_params
                 )
     ran = counted_trials(study) - done
     seconds = time.perf_counter() - started

@@ -19,7 +19,6 @@ from sweep.commands.terminal import print_summary, say
 from sweep.outcome import RunPlan, SweepOutcome
 from sweep.study.resume import counted_trials
 from sweep.study.sqlite_tuning import tune_sqlite_connections
-from trainers import prepare_folds
 
 
 def worker_command(plan: RunPlan, device: str) -> list[str]:
@@ -81,8 +80,7 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         signal.signal(signal.SIGINT, previous_int)
     codes = [process.returncode for process in processes]
     status = end_status(study, spec.budget.trials, stopped=any(codes))
-    data = prepare_folds(plan.dataset, plan.folds, device=plan.device)
-    report = close_study(study, sink, status, spec=spec, data=data)
+    report = close_study(study, sink, status, spec=spec, problem=plan.problem())
     print_summary(report, ran=counted_trials(study) - done, seconds=time.perf_counter() - started)
     failed = [code for code in codes if code != 0]
     if failed and counted_trials(study) < spec.budget.trials:

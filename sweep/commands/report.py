@@ -12,7 +12,7 @@ import optuna
 from sweep.commands.checks import (
     check_storage_url,
     check_tracking_uri,
-    load_data,
+    load_inputs,
     quiet_library_logs,
 )
 from sweep.commands.finish import measure_noise
@@ -24,7 +24,7 @@ from sweep.report.snapshot import snapshot_of
 from sweep.study.attrs import PARENT_RUN_ATTR
 from sweep.study.resume import load_spec, make_storage
 from sweep.tracking.mlflow_sink import MlflowSink
-from trainers import prepare_folds
+from trainers.problem import make_problem
 
 
 def run_report(
@@ -33,12 +33,20 @@ def run_report(
     check_storage_url(storage_url)
     check_tracking_uri(tracking_uri)
     spec = load_spec(storage_url, study_name)
-    dataset, folds, device = load_data(spec)
+    inputs = load_inputs(spec)
     quiet_library_logs()
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
     snapshot = snapshot_of(study)
-    data = prepare_folds(dataset, folds, device=device)
-    noise, note = measure_noise(snapshot, spec=spec, data=data)
+    problem = make_problem(
+        inputs.dataset,
+        inputs.folds,
+        device=inputs.device,
+        model=inputs.model,
+        loss=inputs.loss,
+        metric=inputs.metric,
+        standardize=spec.preprocess.standardize,
+    )
+    noise, note = measure_noise(snapshot, spec=spec, problem=problem)
     report = build_report(snapshot, noise=noise, noise_note=note)
     if not report.rows:
         raise UsageError(f"--study {study_name!r} has no finished trial yet; nothing to report.")

@@ -15,7 +15,7 @@ from search_spaces import CAPTURE_MODES, SpaceError, SweepSpec, load_space
 from sweep.commands.checks import (
     check_storage_url,
     check_tracking_uri,
-    load_data,
+    load_inputs,
     quiet_library_logs,
 )
 from sweep.errors import UsageError
@@ -87,19 +87,22 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
     flags = {"training.device": "--device"} if options.device else {}
     if options.capture:
         flags["training.capture"] = "--capture"
-    dataset, folds, device = load_data(spec, flags=flags)
+    inputs = load_inputs(spec, flags=flags)
     quiet_library_logs()
     from sweep.commands.in_process import run_in_process
 
     plan = RunPlan(
         spec=spec,
-        dataset=dataset,
-        folds=folds,
-        device=device,
+        dataset=inputs.dataset,
+        folds=inputs.folds,
+        device=inputs.device,
         study_name=options.study,
         storage_url=storage_url,
         tracking_uri=tracking_uri,
         resuming=True,
+        model=inputs.model,
+        loss=inputs.loss,
+        metric=inputs.metric,
     )
     return run_in_process(plan, show_progress=options.show_progress)
 
@@ -112,7 +115,7 @@ def plan_run(options: RunOptions) -> RunPlan:
     except SpaceError as err:
         raise UsageError(str(err)) from err
     flags = {key: flag for key, (flag, _value) in options.overrides.items()}
-    dataset, folds, device = load_data(spec, flags=flags)
+    inputs = load_inputs(spec, flags=flags)
     storage_url = resolve_storage(options.storage)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     check_storage_url(storage_url)
@@ -122,11 +125,14 @@ def plan_run(options: RunOptions) -> RunPlan:
 
     return RunPlan(
         spec=spec,
-        dataset=dataset,
-        folds=folds,
-        device=device,
+        dataset=inputs.dataset,
+        folds=inputs.folds,
+        device=inputs.device,
         study_name=study_name,
         storage_url=storage_url,
         tracking_uri=tracking_uri,
         resuming=check_resumable(storage_url, study_name, spec),
+        model=inputs.model,
+        loss=inputs.loss,
+        metric=inputs.metric,
     )

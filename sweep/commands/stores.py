@@ -16,6 +16,7 @@ from sweep.study.attrs import PARENT_RUN_ATTR
 from sweep.study.creation_lock import creation_lock
 from sweep.study.resume import open_study
 from sweep.tracking.mlflow_sink import MlflowSink
+from trainers.problem import DEFAULT_LOSS, DEFAULT_METRIC, n_outputs_of, standardizes
 
 
 def open_stores(plan: RunPlan) -> tuple[optuna.Study, MlflowSink]:
@@ -50,7 +51,13 @@ def _context(plan: RunPlan) -> dict[str, Any]:
             "step_size": spec.training.step_size,
             "gamma": spec.training.gamma,
         },
-        "model": dataclasses.asdict(spec.model),
+        "model": {"factory": spec.model.factory, "kwargs": spec.model.kwargs}
+        if spec.model.factory is not None
+        else {
+            k: v
+            for k, v in dataclasses.asdict(spec.model).items()
+            if k not in ("factory", "kwargs")
+        },
         "n_folds": spec.cv.folds,
         "seed": spec.cv.seed,
         "dataset": dataset.name,
@@ -60,7 +67,24 @@ def _context(plan: RunPlan) -> dict[str, Any]:
         "lr_scaling": None
         if spec.search.lr_scaling is None
         else dataclasses.asdict(spec.search.lr_scaling),
+        # what build_model() and the reuse of the config need
+        "input_shape": list(dataset.X.shape[1:]),
+        "n_outputs": n_outputs_of(dataset),
+        "loss": _name(plan.loss, DEFAULT_LOSS[dataset.task], spec.loss),
+        "metric": _name(plan.metric, DEFAULT_METRIC[dataset.task], spec.metric),
+        "preprocessing": {
+            "standardize": spec.preprocess.standardize,
+            # features and a regression target, per fold on its train part
+            "standardized_per_fold": standardizes(dataset, spec.preprocess.standardize),
+        },
     }
+
+
+def _name(value: object, default: str, written: str) -> str:
+    """A loss or metric as the space names it: auto resolved, a user's function by reference."""
+    if written == "auto":
+        return default
+    return written if callable(value) else str(value)
 
 
 def _space_params(plan: RunPlan) -> dict[str, Any]:
@@ -75,8 +99,16 @@ def _space_params(plan: RunPlan) -> dict[str, Any]:
         "epochs": spec.training.epochs,
         "schedule": spec.training.schedule,
         "precision": spec.training.precision,  # capture is each worker's own choice
-        "model_hidden": list(spec.model.hidden),
-        "model_activation": spec.model.activation,
+        **(
+            {"model_factory": spec.model.factory, "model_kwargs": spec.model.kwargs}
+            if spec.model.factory is not None
+            else {
+                "model_hidden": list(spec.model.hidden),
+                "model_activation": spec.model.activation,
+            }
+        ),
+        "loss": spec.loss,
+        "metric": spec.metric,
         "search_batch_size": list(spec.search.batch_size),
         "search_optimizer": list(spec.search.optimizer),
         "search_lr": spec.search.lr,

@@ -64,6 +64,8 @@ def print_summary(
     say("\nPer batch size:\n" + console.batch_size_table(report.rows, report.choice))
     if report.noise is not None:
         say(console.noise_line(report.noise))
+    elif report.noise_note:
+        say(f"critical batch size: not measured ({report.noise_note})")
     if report.pareto:
         say("\n" + console.pareto_table(report.pareto))
     split = (

@@ -74,6 +74,11 @@ def best_config_from_trial(
         optimizer_kwargs=kwargs,
         schedule=context["schedule"],
         model=context["model"],
+        input_shape=context.get("input_shape"),
+        n_outputs=context.get("n_outputs"),
+        loss=context.get("loss"),
+        metric=context.get("metric"),
+        preprocessing=context.get("preprocessing"),
         provenance=Provenance(
             study=snapshot.name,
             trial_number=trial.number,

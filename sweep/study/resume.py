@@ -106,8 +106,19 @@ def space_fingerprint(spec: SweepSpec) -> str:
         comparable.pop(key)
     comparable["training"].pop("device")
     comparable["training"].pop("capture")  # how a step runs, not what it computes
+    # Keys at the defaults they had before they existed are left out, so older studies resume.
     if comparable["training"]["precision"] == "fp32":
-        comparable["training"].pop("precision")  # studies made before the key existed resume
+        comparable["training"].pop("precision")
+    for section in ("dataset", "model"):
+        if comparable[section]["factory"] is None and not comparable[section]["kwargs"]:
+            del comparable[section]["factory"], comparable[section]["kwargs"]
+    for key, default in (
+        ("loss", "auto"),
+        ("metric", "auto"),
+        ("preprocess", {"standardize": "auto"}),
+    ):
+        if comparable[key] == default:
+            comparable.pop(key)
     comparable["sampler"].pop("seed")
     text = json.dumps(comparable, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -24,7 +24,7 @@ from sweep.study.pruning import trials_to_prune
 from sweep.study.resume import counted_trials, grid_size
 from sweep.study.trial_session import TrialSession
 from sweep.tracking.sink import TrackingSink
-from trainers import FoldData, resolved_batch_size, stack_key, train_stack
+from trainers.problem import TrainingProblem
 
 
 @dataclass
@@ -38,7 +38,7 @@ class TrainingClock:
 def run_trials(
     study: optuna.Study,
     spec: SweepSpec,
-    data: FoldData,
+    problem: TrainingProblem,
     sink: TrackingSink,
     *,
     on_trial_end: Callable[[optuna.Study, TrialSession], None],
@@ -56,7 +56,6 @@ def run_trials(
         if spec.budget.timeout_seconds is None
         else time.monotonic() + spec.budget.timeout_seconds
     )
-    metric_name = "accuracy" if data.task == "classification" else "r2"
     row_ceiling: int | None = None  # lowered after an out-of-memory error
     record_heartbeat = heartbeat_recorder(study)
     while True:
@@ -91,8 +90,8 @@ def run_trials(
                                 trial,
                                 spec,
                                 sink,
-                                metric_name=metric_name,
-                                full_batch_size=max(data.train_sizes),
+                                metric_name=problem.metric_name,
+                                full_batch_size=max(problem.train_sizes),
                                 report_to_pruner=spec.pruner != "none",
                             )
                         )
@@ -101,13 +100,13 @@ def run_trials(
                 lambda group=sessions: [s.trial for s in group if not s.done],
                 last=first_beat,
             )
-            for stack in _stacks(sessions, data):
+            for stack in _stacks(sessions, problem):
                 if stop is not None and stop.requested:
                     with _shield(stop):  # not started: FAILED, so a resume runs them again
                         for session in stack:
                             session.fail(f"not started: stopped by {stop.requested}")
                     continue
-                row_ceiling = _train(stack, data, heartbeat, row_ceiling, stop, clock)
+                row_ceiling = _train(stack, problem, heartbeat, row_ceiling, stop, clock)
                 for session in stack:
                     if final_params is not None and session.final_params is not None:
                         final_params[session.number] = session.final_params  # for the report
@@ -136,17 +135,17 @@ def _over_budget(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
     return True
 
 
-def _stacks(sessions: list[TrialSession], data: FoldData) -> list[list[TrialSession]]:
+def _stacks(sessions: list[TrialSession], problem: TrainingProblem) -> list[list[TrialSession]]:
     """Sessions grouped by what lets them share batches, smallest batch size first."""
     groups: dict[tuple, list[TrialSession]] = {}
     for session in sessions:
-        groups.setdefault(stack_key(session.config, data), []).append(session)
+        groups.setdefault(problem.stack_key(session.config), []).append(session)
     return [groups[key] for key in sorted(groups, key=lambda key: key[0])]
 
 
 def _train(
     stack: list[TrialSession],
-    data: FoldData,
+    problem: TrainingProblem,
     heartbeat: GroupHeartbeat,
     row_ceiling: int | None,
     stop: GracefulStop | None,
@@ -188,8 +187,7 @@ def _train(
 
     started = time.perf_counter()
     try:
-        outcomes = train_stack(
-            data,
+        outcomes = problem.train(
             [session.config for session in stack],
             on_epoch=on_epoch,
             on_epoch_end=on_epoch_end,
@@ -204,8 +202,8 @@ def _train(
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         # Later steps hold at most half the rows this one tried; larger batches are chunked.
-        batch_size = resolved_batch_size(stack[0].config, data)
-        tried = min(row_ceiling or 2**62, len(stack) * data.n_folds * batch_size)
+        batch_size = problem.resolved_batch_size(stack[0].config)
+        tried = min(row_ceiling or 2**62, len(stack) * problem.n_folds * batch_size)
         row_ceiling = max(1, tried // 2)
         with _shield(stop):
             for session in stack:

@@ -77,9 +77,7 @@ def train_config(params: dict[str, Any], spec: SweepSpec, *, full_batch_size: in
             weight_decay=params.get("weight_decay"),
             momentum=params.get("momentum"),
         ),
-        model=MLPConfig(
-            hidden=spec.model.hidden, activation=spec.model.activation, dropout=spec.model.dropout
-        ),
+        model=builtin_mlp(spec),
         schedule=spec.training.schedule,
         step_size=spec.training.step_size,
         gamma=spec.training.gamma,
@@ -93,3 +91,13 @@ def _suggest_float(trial: optuna.Trial, name: str, param: FloatParam) -> float:
     if isinstance(param, FloatRange):
         return trial.suggest_float(name, param.low, param.high, log=param.log)
     return float(trial.suggest_categorical(name, list(param.values)))
+
+
+def builtin_mlp(spec: SweepSpec) -> MLPConfig:
+    """The built-in MLP the space describes; the default one when a model factory is named (the
+    generic engine builds the user's module and ignores it)."""
+    if spec.model.factory is not None:
+        return MLPConfig()
+    return MLPConfig(
+        hidden=spec.model.hidden, activation=spec.model.activation, dropout=spec.model.dropout
+    )

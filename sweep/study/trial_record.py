@@ -30,7 +30,7 @@ class TrialRecord:
     figures, empty curves, None for the reasons.
     """
 
-    metric_name: str = ""  # "r2" or "accuracy"
+    metric_name: str = ""  # "r2", "accuracy", or the space's metric
     effective_lr: float = NAN  # the LR trained with (after lr_scaling, if any)
     mlflow_run_id: str = ""
     # per epoch, CV means over folds
@@ -53,6 +53,7 @@ class TrialRecord:
     peak_memory_bytes: float = NAN  # of the whole stack
     memory_kind: str = "n/a"  # "cuda peak allocated" or "estimate"
     prune_reason: str | None = None
+    engine: str = "stacked"  # or "sequential": one model at a time, when vmap cannot stack it
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRecord:

@@ -24,6 +24,7 @@ from sweep.tracking.sink import TrackingSink
 from trainers import CVResult, EpochReport, StackOutcome, TrainConfig
 
 PRUNE_REASON_TAG = "prune_reason"
+BUILTIN_ENGINE_REASON = "the built-in MLP on its hand-written stacked engine"
 
 
 class TrialSession:
@@ -45,7 +46,7 @@ class TrialSession:
         self.params: dict[str, Any] = suggest_params(self.trial, spec.search)
         self.objectives = spec.objectives
         self.config: TrainConfig = train_config(self.params, spec, full_batch_size=full_batch_size)
-        self.metric_name = metric_name  # "r2" or "accuracy"
+        self.metric_name = metric_name  # "r2", "accuracy", or the space's metric
         logged = dict(self.params)
         if spec.search.lr_scaling is not None:  # "lr" is then the rate at the reference batch size
             logged["effective_lr"] = self.config.optimizer.lr
@@ -67,6 +68,7 @@ class TrialSession:
         self.started = time.perf_counter()
         self.done = False
         self.final_params: torch.Tensor | None = None
+        self.engine_tags: dict[str, str] = {}  # set once the engine has trained the trial
 
     @property
     def number(self) -> int:
@@ -103,6 +105,13 @@ class TrialSession:
 
     def finish(self, outcome: StackOutcome) -> None:
         """Tell the study how the trial ended, and end its MLflow run to match."""
+        # Which engine trained the trial, and why: the generic engine falls back to one model at
+        # a time with torch.optim when vmap cannot run the module.
+        self.record.engine = getattr(outcome, "engine", "stacked")
+        self.engine_tags = {
+            "engine": self.record.engine,
+            "engine_reason": getattr(outcome, "engine_reason", "") or BUILTIN_ENGINE_REASON,
+        }
         if outcome.result is not None:
             self.final_params = outcome.result.final_params[0]  # fold 0, for the noise scale
             metrics = self._record_result(outcome.result)
@@ -140,6 +149,7 @@ class TrialSession:
             self.record.epoch_seconds = float(np.median(self.epoch_seconds))
         self.trial.set_user_attr(RECORD_ATTR, self.record.as_attr())
         metrics = {**(metrics or {}), "wall_seconds": self.record.wall_seconds}
+        tags = {**self.engine_tags, **(tags or {})}
         self.sink.end_trial(self.run_id, run_status, metrics=metrics, tags=tags)
         self.study.tell(self.trial, values, state=state)
 

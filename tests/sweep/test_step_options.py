@@ -31,14 +31,20 @@ def test_capture_never_changes_the_fingerprint_and_bf16_does() -> None:
 
 
 def test_studies_made_before_the_keys_existed_still_resume() -> None:
-    """The fingerprint of an fp32 space is the one computed before precision and capture were
-    keys, so a study created then is not refused as 'a different space'."""
+    """The fingerprint of an fp32 space with the built-in MLP and the usual loss is the one
+    computed before precision, capture, factories, loss, metric and preprocess were keys, so a
+    study created then is not refused as 'a different space'."""
     spec = load_space("quick")
     before = dataclasses.asdict(spec)
     for key in ("name", "path", "budget"):
         before.pop(key)
     for key in ("device", "precision", "capture"):
         before["training"].pop(key)
+    for section in ("dataset", "model"):  # keys of a user's own data and model, added later
+        before[section].pop("factory")
+        before[section].pop("kwargs")
+    for key in ("loss", "metric", "preprocess"):
+        before.pop(key)
     before["sampler"].pop("seed")
     text = json.dumps(before, sort_keys=True, default=str)
     assert space_fingerprint(spec) == hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -71,3 +77,16 @@ def test_sweep_trains_with_compiled_bf16_steps(workdir: Path) -> None:
     runs = client.search_runs([experiment.experiment_id], max_results=10)
     (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     assert parent.data.params["precision"] == "bf16"
+
+
+def test_a_model_factory_a_loss_or_preprocessing_changes_the_fingerprint() -> None:
+    spec = load_space("quick")
+    changed = [
+        dataclasses.replace(spec, model=dataclasses.replace(spec.model, factory="m.py:f")),
+        dataclasses.replace(spec, loss="cross_entropy"),
+        dataclasses.replace(
+            spec, preprocess=dataclasses.replace(spec.preprocess, standardize="features")
+        ),
+    ]
+    prints = {space_fingerprint(s) for s in changed}
+    assert len(prints) == 3 and space_fingerprint(spec) not in prints

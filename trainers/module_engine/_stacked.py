@@ -1,0 +1,238 @@
+"""The stacked run: every (trial, fold) model in one flat tensor, trained through vmap.
+
+Rows are ``position * n_folds + fold``. All rows of a fold see the same batches. A step where the
+folds hold different numbers of samples (the end of an epoch of unequal folds) is split into
+groups of folds with equal counts, each computed on exactly its real samples: so a module that
+couples the samples of a batch (BatchNorm) sees what it would see alone, and a fold whose data
+ran out sits the step out, its parameters and optimizer state untouched.
+
+A row whose loss turns non-finite is frozen from that step on (zero gradient, zero learning
+rate), so NaN or infinite values do not spread through its optimizer state while the epoch ends;
+its trial then diverges and leaves the stack.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from trainers.fold_data import epoch_orders
+from trainers.losses import Loss, Metric
+from trainers.module_engine._data import ModuleFoldData
+from trainers.module_engine._run import RunBase
+from trainers.module_engine._stack import ModuleStack
+from trainers.stacked_optim import StackedOptimizer, update_rows
+from trainers.train_config import EpochReport, TrainConfig
+
+# (count, folds): ``count`` samples from each of ``folds`` (None: every fold).
+StepGroup = tuple[int, "tuple[int, ...] | None"]
+
+
+def step_groups(train_sizes: tuple[int, ...], batch_size: int, start: int) -> list[StepGroup]:
+    """The folds of the step at position ``start``, grouped by their count of real samples."""
+    counts = [max(0, min(batch_size, size - start)) for size in train_sizes]
+    if len(set(counts)) == 1:
+        return [(counts[0], None)]
+    groups: dict[int, list[int]] = {}
+    for fold, count in enumerate(counts):
+        if count > 0:
+            groups.setdefault(count, []).append(fold)
+    return [(count, tuple(folds)) for count, folds in groups.items()]
+
+
+def masked_step(
+    optimizers: list[StackedOptimizer],
+    grad: Tensor,
+    alive: Tensor,
+    active: Tensor | None = None,
+) -> None:
+    """One update of every optimizer block; rows where ``alive`` (``(n_rows, 1)`` bool) is False
+    get a zero gradient and a zero learning rate, so finite parameters stay exactly as they were.
+
+    ``active`` (same shape), when given, marks the rows that take part in this step at all;
+    the others keep their parameters and optimizer state (the optimizer's own masked step).
+    """
+    grad = torch.where(alive, grad, 0)
+    start = 0
+    for optimizer in optimizers:
+        stop = start + optimizer.flat.shape[0]
+        block_alive = alive[start:stop]
+        if active is not None:
+            optimizer.step(grad[start:stop], active=active[start:stop] & block_alive)
+        else:
+            lr, weight_decay, momentum = optimizer.hyperparameters()
+            update_rows(
+                optimizer.kind,
+                optimizer.flat,
+                grad[start:stop],
+                lr * block_alive,
+                weight_decay,
+                momentum,
+                optimizer.state,
+            )
+        start = stop
+
+
+class StackedRun(RunBase):
+    """State of one vmapped stack while it trains."""
+
+    engine = "stacked"
+
+    def __init__(
+        self,
+        data: ModuleFoldData,
+        configs: list[TrainConfig],
+        *,
+        stack: ModuleStack,
+        initial: tuple[Tensor, dict[str, Tensor]],
+        loss: Loss,
+        metric: Metric,
+        reason: str,
+        max_eval_rows: int,
+    ) -> None:
+        super().__init__(data, configs, metric, reason)
+        self.stack, self.loss, self.max_eval_rows = stack, loss, max_eval_rows
+        n_live = len(self.live)
+        flat, state = initial
+        self.flat = flat.repeat(n_live, 1)
+        self.state = {name: _repeat_rows(value, n_live) for name, value in state.items()}
+        self.optimizers = self._optimizers()
+        self.alive = torch.ones(self.flat.shape[0], 1, dtype=torch.bool, device=data.device)
+        self._train_loss_sum = torch.zeros(self.flat.shape[0], device=data.device)
+        self._started = 0.0
+        self._plan = [
+            step_groups(data.train_sizes, self.batch_size, step * self.batch_size)
+            for step in range(self.n_steps)
+        ]
+
+    def _optimizers(self) -> list[StackedOptimizer]:
+        optimizers, start = [], 0
+        names = [self.configs[i].optimizer.name for i in self.live]
+        for name in dict.fromkeys(names):
+            members = [i for i in self.live if self.configs[i].optimizer.name == name]
+            rows = len(members) * self.n_folds
+            configs = [self.configs[i].optimizer for i in members for _ in range(self.n_folds)]
+            optimizers.append(StackedOptimizer(self.flat[start : start + rows], configs))
+            start += rows
+        return optimizers
+
+    def train_epoch(self, epoch: int) -> None:
+        self._started = time.perf_counter()
+        data = self.data
+        lr_scale = self.configs[self.live[0]].lr_scale(epoch)
+        for optimizer in self.optimizers:
+            optimizer.set_lr_scale(lr_scale)
+        order = epoch_orders(self.generator, data.train_sizes, device=data.device)
+        rows = data.train_rows.gather(1, order)
+        self._train_loss_sum.zero_()
+        for step, groups in enumerate(self._plan):
+            start = step * self.batch_size
+            if len(groups) == 1 and groups[0][1] is None:
+                count = groups[0][0]
+                loss, grad = self._group(rows[:, start : start + count], self.flat, self.state)
+                self._update(loss, grad, None)
+                continue
+            grad = torch.zeros_like(self.flat)
+            loss = torch.zeros_like(self._train_loss_sum)
+            active = torch.zeros_like(self.alive)
+            for count, folds in groups:
+                index = self._row_index(folds)
+                state = {name: value[index] for name, value in self.state.items()}
+                fold_rows = rows[list(folds), start : start + count]
+                group_loss, group_grad = self._group(fold_rows, self.flat[index], state)
+                grad[index], loss[index], active[index] = group_grad, group_loss, True
+                for name, value in state.items():
+                    self.state[name][index] = value  # the group's running statistics
+            self._update(loss, grad, active)
+
+    def _row_index(self, folds: tuple[int, ...] | None) -> Tensor:
+        folds = tuple(range(self.n_folds)) if folds is None else folds
+        index = [p * self.n_folds + fold for p in range(len(self.live)) for fold in folds]
+        return torch.tensor(index, device=self.data.device)
+
+    def _group(
+        self, fold_rows: Tensor, flat: Tensor, state: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """Loss and gradient of rows training on ``fold_rows`` ``(n_group_folds, count)``."""
+        inputs = _repeat_rows(self.data.inputs[fold_rows], len(self.live))
+        targets = _repeat_rows(self.data.targets[fold_rows], len(self.live))
+        return self.stack.loss_and_grad(flat, state, inputs, targets, self.loss)
+
+    def _update(self, loss: Tensor, grad: Tensor, active: Tensor | None) -> None:
+        self.alive &= torch.isfinite(loss).unsqueeze(1)
+        self._train_loss_sum += loss
+        masked_step(self.optimizers, grad, self.alive, active)
+
+    def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
+        """The epoch's one host sync; returns a report per live trial (None if it diverged)."""
+        val_loss, val_metric = self._evaluate()
+        train = self._train_loss_sum / self.fold_steps.repeat(len(self.live))
+        seconds = time.perf_counter() - self._started
+        return self.report_epoch(epoch, train, val_loss, val_metric, seconds)
+
+    @torch.no_grad()
+    def _evaluate(self) -> tuple[Tensor, Tensor]:
+        """Each row's validation loss and metric, in chunks of at most ``max_eval_rows``
+        (model, sample) rows."""
+        data, n_live = self.data, len(self.live)
+        chunk = max(1, self.max_eval_rows // self.flat.shape[0])
+        outputs = [
+            self.stack.forward(
+                self.flat,
+                self.state,
+                _repeat_rows(data.val_inputs[:, start : start + chunk], n_live),
+                train=False,
+            )
+            for start in range(0, data.val_inputs.shape[1], chunk)
+        ]
+        predictions = torch.cat(outputs, dim=1)
+        targets = _repeat_rows(data.val_targets, n_live)
+        mask = data.val_mask.repeat(n_live, 1)
+        per_sample = self.loss.stacked(predictions, targets)
+        val_loss = (per_sample * mask).sum(dim=1) / mask.sum(dim=1)
+        return val_loss, self.metric.stacked(predictions, targets, mask)
+
+    def drop_finished(self) -> None:
+        """Trials that stopped leave the stack, so later epochs spend nothing on them."""
+        keep = self.kept_positions()
+        if len(keep) == len(self.live):
+            return
+        if not keep:
+            self.live = []
+            return
+        n_folds = self.n_folds
+        row_index = torch.tensor(
+            [position * n_folds + fold for position in keep for fold in range(n_folds)],
+            device=self.flat.device,
+        )
+        new_flat = self.flat[row_index].clone()
+        # Re-cut each optimizer's block; the survivors keep their optimizer state.
+        start_old, start_new, kept = 0, 0, []
+        for optimizer in self.optimizers:
+            rows = optimizer.flat.shape[0]
+            local = row_index[(row_index >= start_old) & (row_index < start_old + rows)] - start_old
+            if len(local):
+                optimizer.keep_rows(local, new_flat[start_new : start_new + len(local)])
+                kept.append(optimizer)
+                start_new += len(local)
+            start_old += rows
+        self.live = [self.live[position] for position in keep]
+        self.flat, self.optimizers = new_flat, kept
+        self.state = {name: value[row_index] for name, value in self.state.items()}
+        self.alive = self.alive[row_index]
+        self._train_loss_sum = torch.zeros(new_flat.shape[0], device=new_flat.device)
+
+    def final(self) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.flat, self.state
+
+    def param_floats(self) -> int:
+        state_copies = 1 + max((len(o.state) for o in self.optimizers), default=0)
+        return self.stack_size * self.n_folds * self.stack.n_params * (state_copies + 1)
+
+
+def _repeat_rows(values: Tensor, times: int) -> Tensor:
+    """``(n, ...)`` repeated ``times`` along the first dimension: ``(times * n, ...)``."""
+    return values if times == 1 else values.repeat(times, *[1] * (values.dim() - 1))

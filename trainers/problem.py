@@ -1,0 +1,200 @@
+"""What a study's trials train on, and how: the data on the device and the engine that fits it.
+
+The built-in MLP with the task's usual loss and metric trains on its hand-written fast engine
+(:func:`trainers.engine.train_stack`); anything else (a user's module, another loss or metric,
+N-d inputs) trains on the generic engine (:func:`trainers.module_engine.train_module_stack`), the
+built-in MLP included when only the loss or metric differs. Callers see one interface.
+
+Example:
+    >>> problem = make_problem(dataset, folds, device=torch.device("cpu"))
+    >>> outcomes = problem.train([config_a, config_b])  # configs sharing problem.stack_key
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from trainers.data import Dataset
+from trainers.engine import StackOutcome, resolved_batch_size, stack_key, train_stack
+from trainers.fold_data import FoldData, prepare_folds
+from trainers.folds import Fold
+from trainers.losses import resolve_loss, resolve_metric
+from trainers.module_engine import (
+    ModuleFoldData,
+    module_folds_from,
+    prepare_module_folds,
+    train_module_stack,
+)
+from trainers.module_engine import resolved_batch_size as module_batch_size
+from trainers.module_engine import stack_key as module_stack_key
+from trainers.stacked_mlp import MLPConfig, build_mlp
+from trainers.train_config import EpochReport, TrainConfig
+
+DEFAULT_LOSS = {"regression": "mse", "classification": "cross_entropy"}
+DEFAULT_METRIC = {"regression": "r2", "classification": "accuracy"}
+Callback = Callable[[int, EpochReport], "bool | None"]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The built-in MLP (``factory`` None, ``mlp`` used), or a user's module factory."""
+
+    factory: Callable[..., torch.nn.Module] | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    mlp: MLPConfig = MLPConfig()
+
+
+@dataclass
+class TrainingProblem:
+    task: str  # "regression" or "classification"
+    data: FoldData | ModuleFoldData
+    fast: bool  # the built-in MLP on its own engine
+    metric_name: str
+    higher_is_better: bool
+    engine_options: dict[str, Any] = field(default_factory=dict)  # factory, loss, metric, ...
+
+    @property
+    def n_folds(self) -> int:
+        return self.data.n_folds
+
+    @property
+    def train_sizes(self) -> tuple[int, ...]:
+        return self.data.train_sizes
+
+    def resolved_batch_size(self, config: TrainConfig) -> int:
+        if self.fast:
+            return resolved_batch_size(config, self.data)
+        return module_batch_size(config, self.data)
+
+    def stack_key(self, config: TrainConfig) -> tuple:
+        """Configs with equal keys train in one stack."""
+        return stack_key(config, self.data) if self.fast else module_stack_key(config, self.data)
+
+    def train(
+        self,
+        configs: Sequence[TrainConfig],
+        *,
+        on_epoch: Callback | None = None,
+        on_epoch_end: Callable[[], Iterable[int]] | None = None,
+        max_rows: int | None = None,
+    ) -> list[StackOutcome]:
+        """One stack's outcomes, in order (:class:`~trainers.module_engine.ModuleOutcome` from
+        the generic engine, saying which engine ran and why)."""
+        if self.fast:
+            return train_stack(
+                self.data, configs, on_epoch=on_epoch, on_epoch_end=on_epoch_end, max_rows=max_rows
+            )
+        # The generic engine builds the model with the factory: the MLP setting is not its input.
+        configs = [dataclasses.replace(config, model=MLPConfig()) for config in configs]
+        return train_module_stack(
+            self.data,
+            configs=configs,
+            on_epoch=on_epoch,
+            on_epoch_end=on_epoch_end,
+            **self.engine_options,
+        )
+
+
+def n_outputs_of(dataset: Dataset) -> int:
+    """What a model is asked for: one output per class, or per target value of a sample."""
+    if dataset.task == "classification":
+        return int(dataset.n_classes)
+    return int(math.prod(dataset.y.shape[1:]))
+
+
+def standardizes(dataset: Dataset, standardize: str) -> bool:
+    """Whether features (and a regression target) are standardised per fold; raises ValueError
+    for 'features' on N-d inputs."""
+    table = dataset.X.ndim == 2
+    if standardize == "features" and not table:
+        raise ValueError(
+            f"'features' needs (samples, features) inputs, but one sample has shape "
+            f"{tuple(dataset.X.shape[1:])}; use none or auto, and scale inside the model."
+        )
+    return table and standardize in ("auto", "features")
+
+
+def uses_fast_engine(
+    dataset: Dataset,
+    model: ModelChoice,
+    loss: str | Callable = "auto",
+    metric: str | Callable = "auto",
+    standardize: str = "auto",
+) -> bool:
+    """True for the built-in MLP with the task's usual loss and metric on standardised tables:
+    the hand-written engine (with bf16 and step capture); False for the generic engine."""
+    task = dataset.task
+    return (
+        model.factory is None
+        and loss in ("auto", DEFAULT_LOSS[task])
+        and metric in ("auto", DEFAULT_METRIC[task])
+        and standardizes(dataset, standardize)
+    )
+
+
+def make_problem(
+    dataset: Dataset,
+    folds: Sequence[Fold],
+    *,
+    device: torch.device,
+    model: ModelChoice | None = None,
+    loss: str | Callable = "auto",
+    metric: str | Callable = "auto",
+    standardize: str = "auto",
+) -> TrainingProblem:
+    """The data on ``device`` and the engine for ``model``, ``loss`` and ``metric``.
+
+    ``loss``/``metric``: "auto" (the task's usual one), a name from :mod:`trainers.losses`, or a
+    callable (a metric callable carries ``higher_is_better``). ``standardize``: "auto" and
+    "features" standardise a table's features (and a regression target) per fold on its train
+    part; "none", and "auto" for N-d inputs, leave the data as given.
+    """
+    model = model or ModelChoice()
+    task = dataset.task
+    loss = DEFAULT_LOSS[task] if loss == "auto" else loss
+    metric = DEFAULT_METRIC[task] if metric == "auto" else metric
+    scaled = standardizes(dataset, standardize)
+    if uses_fast_engine(dataset, model, loss, metric, standardize):
+        return TrainingProblem(
+            task=task,
+            data=prepare_folds(dataset, folds, device=device),
+            fast=True,
+            metric_name=str(metric),
+            higher_is_better=True,
+        )
+    if scaled:
+        data = module_folds_from(prepare_folds(dataset, folds, device=device))
+    else:
+        data = prepare_module_folds(dataset.X, dataset.y, folds, device=device)
+    resolved_loss = resolve_loss(loss)
+    resolved_metric = resolve_metric(
+        metric, higher_is_better=getattr(metric, "higher_is_better", None)
+    )
+    if model.factory is None:
+        mlp = model.mlp
+
+        def factory(input_shape: tuple[int, ...], n_outputs: int) -> torch.nn.Module:
+            return build_mlp(input_shape[0], n_outputs, mlp)
+
+        factory_kwargs: Mapping[str, Any] = {}
+    else:
+        factory, factory_kwargs = model.factory, model.kwargs
+    return TrainingProblem(
+        task=task,
+        data=data,
+        fast=False,
+        metric_name=resolved_metric.name,
+        higher_is_better=resolved_metric.higher_is_better,
+        engine_options={
+            "factory": factory,
+            "model_kwargs": dict(factory_kwargs),
+            "loss": resolved_loss,
+            "metric": resolved_metric,
+        },
+    )
