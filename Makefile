@@ -77,8 +77,9 @@ compare: $(STAMP) ## the article's experiment (full vs 64 vs 1) on its synthetic
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest --durations=15 $(ARGS)
 
-bench: $(STAMP) ## naive vs fold-parallel vs fold+trial-parallel, and the sweep's overhead (minutes)
+bench: $(STAMP) ## naive vs stacked (built-in MLP, and a CNN on the generic engine), the sweep's overhead
 	$(BIN)/python -m sweep.benchmark $(ARGS)
+	$(BIN)/python -m trainers.module_engine.bench
 
 bench-gpu: ## the trainers' benchmark alone (torch + scikit-learn only), for a GPU box: DEVICE=cuda
 	$(or $(wildcard $(BIN)/python),$(PYTHON)) -m trainers.benchmark --device $(or $(DEVICE),auto) \

@@ -1,7 +1,7 @@
 """Ctrl-C and SIGTERM: the first stops the sweep cleanly, the second at once.
 
 First signal: the running trials end at the close of their current epoch, pruned with the reason
-``stopped: ...``, and are recorded; trials not started yet are failed (they do not count, so a
+``stopped by SIGINT after epoch N``, and are recorded; trials not started yet are failed (they do not count, so a
 resume runs them again); the worker exits 0 and says how to resume. Second signal: a
 KeyboardInterrupt at once; the running trials are marked FAILED, never left RUNNING.
 """

@@ -1,5 +1,6 @@
-"""The types the commands hand each other: what a validated ``sweep run`` is to do (:class:`RunPlan`)
-and what it did (:class:`SweepOutcome`). A bottom module: it imports no other part of sweep."""
+"""The types the commands hand each other: what the trials train on (:class:`Inputs`), what a
+validated ``sweep run`` is to do (:class:`RunPlan`) and what it did (:class:`SweepOutcome`). A
+bottom module: it imports no other part of sweep."""
 
 from __future__ import annotations
 
@@ -16,21 +17,17 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class RunPlan:
-    """Everything a sweep needs, every part of it already checked: nothing fails on bad input
-    after this exists."""
+class Inputs:
+    """What the trials train on, every part checked: the data, its folds, the device, and the
+    model, loss and metric (the user's functions loaded and tried once)."""
 
-    spec: SweepSpec
     dataset: Dataset
     folds: list[Fold]
     device: torch.device
-    study_name: str
-    storage_url: str
-    tracking_uri: str
-    resuming: bool  # the study exists already
-    model: ModelChoice  # the built-in MLP or the user's factory, already tried once
+    model: ModelChoice  # the built-in MLP or the user's factory
     loss: str | Callable  # a name, or the user's function
     metric: str | Callable
+    standardize: str = "auto"  # the space's preprocess.standardize
 
     def problem(self) -> TrainingProblem:
         """The data on the device and the engine its trials train on."""
@@ -43,8 +40,33 @@ class RunPlan:
             model=self.model,
             loss=self.loss,
             metric=self.metric,
-            standardize=self.spec.preprocess.standardize,
+            standardize=self.standardize,
         )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a sweep needs, every part of it already checked: nothing fails on bad input
+    after this exists."""
+
+    spec: SweepSpec
+    inputs: Inputs
+    study_name: str
+    storage_url: str
+    tracking_uri: str
+    resuming: bool  # the study exists already
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.inputs.dataset
+
+    @property
+    def folds(self) -> list[Fold]:
+        return self.inputs.folds
+
+    @property
+    def device(self) -> torch.device:
+        return self.inputs.device
 
 
 @dataclass(frozen=True)

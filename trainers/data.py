@@ -86,8 +86,14 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        """Number of feature columns."""
-        return int(self.X.shape[1])
+        """Number of input values per sample: the feature columns of a table, every pixel of an
+        image (see :attr:`sample_shape` for the shape)."""
+        return int(np.prod(self.X.shape[1:]))
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: ``(n_features,)`` for a table, ``(C, H, W)`` for images."""
+        return tuple(int(d) for d in self.X.shape[1:])
 
 
 def fingerprint(X: np.ndarray, y: np.ndarray, task: str) -> str:

@@ -62,8 +62,9 @@ def load_factory_dataset(
         and ``name`` the reference.
 
     Raises:
-        UserCodeError: the reference cannot be loaded.
-        DataError: the factory raises, or what it returns breaks a data rule.
+        DataError: the reference cannot be loaded (the message is the
+            :class:`~trainers.user_code.UserCodeError`'s), the factory raises, or what it
+            returns breaks a data rule.
 
     Example:
         >>> ds = load_factory_dataset("search_spaces/digits_cnn_data.py:load_digits_images", {})
@@ -74,7 +75,10 @@ def load_factory_dataset(
         raise DataError(
             f"{reference}: task={task!r} is not a known task; use one of {', '.join(TASKS)}."
         )
-    factory = load_callable(reference)
+    try:
+        factory = load_callable(reference)
+    except UserCodeError as error:  # one exception type for every data problem
+        raise DataError(str(error)) from error
     try:
         returned = factory(**dict(kwargs))
     except Exception as error:

@@ -9,33 +9,19 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import torch
 
 from search_spaces import SweepSpec
 from sweep.errors import UsageError
+from sweep.outcome import Inputs
 from sweep.study.trial_params import builtin_mlp
 from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
 from trainers.data import Dataset
 from trainers.device import check_capture, check_precision
 from trainers.factory_data import check_model, load_factory_dataset
-from trainers.folds import Fold
 from trainers.problem import ModelChoice, n_outputs_of, uses_fast_engine
 from trainers.user_code import UserCodeError, load_callable
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What the trials train on, every part checked: the data, its folds, the device, and the
-    model, loss and metric (the user's functions loaded and tried once)."""
-
-    dataset: Dataset
-    folds: list[Fold]
-    device: torch.device
-    model: ModelChoice
-    loss: str | Callable
-    metric: str | Callable
 
 
 def load_data(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> tuple:
@@ -107,7 +93,7 @@ def load_inputs(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> I
                 "trains on the generic engine (its own model, loss, metric or unscaled data), "
                 "which runs fp32 steps eagerly. Remove the setting."
             )
-    return Inputs(dataset, folds, device, model, loss, metric)
+    return Inputs(dataset, folds, device, model, loss, metric, spec.preprocess.standardize)
 
 
 def _model(spec: SweepSpec, dataset: Dataset) -> ModelChoice:

@@ -20,6 +20,7 @@ from sweep.study.objectives import argmin_trial, cv_loss
 from sweep.study.resume import counted_trials
 from sweep.study.sqlite_tuning import tune_sqlite_connections
 from sweep.study.trial_loop import TrainingClock, run_trials
+from trainers.data import Dataset
 
 
 @frozen_heap()
@@ -27,7 +28,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     started = time.perf_counter()  # the sweep's own work (stores, Optuna, MLflow, report) too
     spec = plan.spec
     tune_sqlite_connections()
-    problem = plan.problem()
+    problem = plan.inputs.problem()
     study, sink = open_stores(plan)
     fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
     reap(study, sink)
@@ -37,7 +38,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     say(
         f"{'Resuming' if plan.resuming else 'Created'} study {plan.study_name!r}: "
         f"{done}/{spec.budget.trials} trials done, {remaining} to run on {plan.device}.\n"
-        f"  data: {dataset.name} ({dataset.n_samples} rows, {dataset.n_features} features, "
+        f"  data: {dataset.name} ({dataset.n_samples} rows, {_sample_shape(dataset)}, "
         f"{dataset.task}), {len(plan.folds)}-fold CV, {spec.training.epochs} epochs\n"
         f"  optuna storage: {plan.storage_url}\n"
         f"  mlflow tracking: {plan.tracking_uri} (experiment {sink.experiment_id})"
@@ -100,3 +101,10 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         seconds=seconds,
         training_seconds=clock.seconds,
     )
+
+
+def _sample_shape(dataset: Dataset) -> str:
+    shape = dataset.X.shape[1:]
+    if len(shape) == 1:
+        return f"{shape[0]} features"
+    return "samples of shape " + "x".join(map(str, shape))

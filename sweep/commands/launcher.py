@@ -80,7 +80,7 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         signal.signal(signal.SIGINT, previous_int)
     codes = [process.returncode for process in processes]
     status = end_status(study, spec.budget.trials, stopped=any(codes))
-    report = close_study(study, sink, status, spec=spec, problem=plan.problem())
+    report = close_study(study, sink, status, spec=spec, problem=plan.inputs.problem())
     print_summary(report, ran=counted_trials(study) - done, seconds=time.perf_counter() - started)
     failed = [code for code in codes if code != 0]
     if failed and counted_trials(study) < spec.budget.trials:

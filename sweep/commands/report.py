@@ -24,7 +24,6 @@ from sweep.report.snapshot import snapshot_of
 from sweep.study.attrs import PARENT_RUN_ATTR
 from sweep.study.resume import load_spec, make_storage
 from sweep.tracking.mlflow_sink import MlflowSink
-from trainers.problem import make_problem
 
 
 def run_report(
@@ -37,16 +36,7 @@ def run_report(
     quiet_library_logs()
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
     snapshot = snapshot_of(study)
-    problem = make_problem(
-        inputs.dataset,
-        inputs.folds,
-        device=inputs.device,
-        model=inputs.model,
-        loss=inputs.loss,
-        metric=inputs.metric,
-        standardize=spec.preprocess.standardize,
-    )
-    noise, note = measure_noise(snapshot, spec=spec, problem=problem)
+    noise, note = measure_noise(snapshot, spec=spec, problem=inputs.problem())
     report = build_report(snapshot, noise=noise, noise_note=note)
     if not report.rows:
         raise UsageError(f"--study {study_name!r} has no finished trial yet; nothing to report.")

@@ -91,19 +91,7 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
     quiet_library_logs()
     from sweep.commands.in_process import run_in_process
 
-    plan = RunPlan(
-        spec=spec,
-        dataset=inputs.dataset,
-        folds=inputs.folds,
-        device=inputs.device,
-        study_name=options.study,
-        storage_url=storage_url,
-        tracking_uri=tracking_uri,
-        resuming=True,
-        model=inputs.model,
-        loss=inputs.loss,
-        metric=inputs.metric,
-    )
+    plan = RunPlan(spec, inputs, options.study, storage_url, tracking_uri, resuming=True)
     return run_in_process(plan, show_progress=options.show_progress)
 
 
@@ -123,16 +111,5 @@ def plan_run(options: RunOptions) -> RunPlan:
     study_name = options.study or spec.name
     from sweep.study.resume import check_resumable  # Optuna: loaded once the input is valid
 
-    return RunPlan(
-        spec=spec,
-        dataset=inputs.dataset,
-        folds=inputs.folds,
-        device=inputs.device,
-        study_name=study_name,
-        storage_url=storage_url,
-        tracking_uri=tracking_uri,
-        resuming=check_resumable(storage_url, study_name, spec),
-        model=inputs.model,
-        loss=inputs.loss,
-        metric=inputs.metric,
-    )
+    resuming = check_resumable(storage_url, study_name, spec)
+    return RunPlan(spec, inputs, study_name, storage_url, tracking_uri, resuming=resuming)

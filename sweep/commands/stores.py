@@ -70,8 +70,8 @@ def _context(plan: RunPlan) -> dict[str, Any]:
         # what build_model() and the reuse of the config need
         "input_shape": list(dataset.X.shape[1:]),
         "n_outputs": n_outputs_of(dataset),
-        "loss": _name(plan.loss, DEFAULT_LOSS[dataset.task], spec.loss),
-        "metric": _name(plan.metric, DEFAULT_METRIC[dataset.task], spec.metric),
+        "loss": _name(plan.inputs.loss, DEFAULT_LOSS[dataset.task], spec.loss),
+        "metric": _name(plan.inputs.metric, DEFAULT_METRIC[dataset.task], spec.metric),
         "preprocessing": {
             "standardize": spec.preprocess.standardize,
             # features and a regression target, per fold on its train part
@@ -95,6 +95,7 @@ def _space_params(plan: RunPlan) -> dict[str, Any]:
         "task": dataset.task,
         "n_rows": dataset.n_samples,
         "n_features": dataset.n_features,
+        "sample_shape": list(dataset.sample_shape),
         "folds": spec.cv.folds,
         "epochs": spec.training.epochs,
         "schedule": spec.training.schedule,

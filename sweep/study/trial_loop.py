@@ -84,8 +84,8 @@ def run_trials(
                             record_heartbeat(trial)
                         if _over_budget(study, trial, budget):
                             break
-                        sessions.append(
-                            TrialSession(
+                        try:
+                            session = TrialSession(
                                 study,
                                 trial,
                                 spec,
@@ -94,23 +94,29 @@ def run_trials(
                                 full_batch_size=max(problem.train_sizes),
                                 report_to_pruner=spec.pruner != "none",
                             )
-                        )
+                        except BaseException:  # its run could not start: FAILED, not RUNNING
+                            study.tell(trial, state=TrialState.FAIL)
+                            raise
+                        sessions.append(session)
             heartbeat = GroupHeartbeat(
                 study,
                 lambda group=sessions: [s.trial for s in group if not s.done],
                 last=first_beat,
             )
-            for stack in _stacks(sessions, problem):
-                if stop is not None and stop.requested:
-                    with _shield(stop):  # not started: FAILED, so a resume runs them again
-                        for session in stack:
-                            session.fail(f"not started: stopped by {stop.requested}")
-                    continue
-                row_ceiling = _train(stack, problem, heartbeat, row_ceiling, stop, clock)
-                for session in stack:
-                    if final_params is not None and session.final_params is not None:
-                        final_params[session.number] = session.final_params  # for the report
-                    on_trial_end(study, session)
+            for pending in _stacks(sessions, problem):
+                while pending:
+                    take = _trials_that_fit(pending, problem, row_ceiling)
+                    stack, pending = pending[:take], pending[take:]
+                    if stop is not None and stop.requested:
+                        with _shield(stop):  # not started: FAILED, so a resume runs them again
+                            for session in stack:
+                                session.fail(f"not started: stopped by {stop.requested}")
+                        continue
+                    row_ceiling = _train(stack, problem, heartbeat, row_ceiling, stop, clock)
+                    for session in stack:
+                        if final_params is not None and session.final_params is not None:
+                            final_params[session.number] = session.final_params  # for the report
+                        on_trial_end(study, session)
         except BaseException as err:
             with _shield(stop):
                 for session in sessions:
@@ -141,6 +147,18 @@ def _stacks(sessions: list[TrialSession], problem: TrainingProblem) -> list[list
     for session in sessions:
         groups.setdefault(problem.stack_key(session.config), []).append(session)
     return [groups[key] for key in sorted(groups, key=lambda key: key[0])]
+
+
+def _trials_that_fit(
+    stack: list[TrialSession], problem: TrainingProblem, row_ceiling: int | None
+) -> int:
+    """How many of ``stack``'s trials train together. The built-in MLP's engine computes a step
+    too large for the row ceiling in chunks, so all of them; the generic engine does not split a
+    batch, so after an out-of-memory error it stacks fewer trials (at least one)."""
+    if problem.fast or row_ceiling is None:
+        return len(stack)
+    rows_per_trial = problem.n_folds * problem.resolved_batch_size(stack[0].config)
+    return max(1, row_ceiling // rows_per_trial)
 
 
 def _train(
@@ -205,11 +223,16 @@ def _train(
         batch_size = problem.resolved_batch_size(stack[0].config)
         tried = min(row_ceiling or 2**62, len(stack) * problem.n_folds * batch_size)
         row_ceiling = max(1, tried // 2)
+        later = (
+            f"later steps hold at most {row_ceiling} rows"
+            if problem.fast
+            else f"later stacks hold at most {row_ceiling} rows (fewer trials; a batch is not split)"
+        )
         with _shield(stop):
             for session in stack:
                 session.prune(
                     f"oom: out of device memory at batch_size={stack[0].params['batch_size']} "
-                    f"({len(stack)} trials stacked); later steps hold at most {row_ceiling} rows"
+                    f"({len(stack)} trials stacked); {later}"
                 )
         return row_ceiling
     with _shield(stop):  # recording a trial's end is not cut short by a second Ctrl-C

@@ -120,11 +120,9 @@ def test_report_columns_match_values_computed_by_hand(workdir: Path) -> None:
         ]
         assert row.seconds_per_epoch == pytest.approx(np.median(per_trial_seconds), rel=1e-6)
         assert row.samples_per_second == pytest.approx(180 / row.seconds_per_epoch, rel=1e-6)
-        limit = min(val_curve) * 1.01
         by_hand = [next(e for e, v in enumerate(c, 1) if v <= min(c) * 1.01) for c in
                    ([m.value for m in client.get_metric_history(run_id_of(t), "val_loss")] for t in trials)]  # fmt: skip
         assert row.epochs_to_converge == pytest.approx(np.median(by_hand))
-        assert min(val_curve) <= limit
         assert row.memory_kind == "estimate" and row.peak_memory_bytes > 0
         assert record_of(best).n_train_samples == 180
 

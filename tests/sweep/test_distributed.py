@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from sweep.report.rows import batch_size_rows, choose_batch_size
 from sweep.study.trial_record import record_of, run_id_of
 from tests.conftest import write_space
 
@@ -125,7 +126,9 @@ def test_workers_flag_runs_worker_processes_to_the_budget(workdir: Path, postgre
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 6
     parents, children = _runs(tracking, "slow")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert parents[0].data.tags["best_batch_size"] in ("16", "full")
+    # the batch size the report chose from all workers' trials, by the 1-SE rule
+    choice = choose_batch_size(batch_size_rows(study.trials))
+    assert parents[0].data.tags["best_batch_size"] == choice.batch_size
 
 
 def test_kill_9_mid_trial_then_resume_completes_the_budget(

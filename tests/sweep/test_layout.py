@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = ROOT / "sweep"
 MLFLOW_MODULES = {"sweep.tracking.mlflow_sink", "sweep.tracking.mlflow_writer", "sweep.best_config"}
@@ -90,6 +92,7 @@ def test_mlflow_is_imported_only_by_the_sink_and_the_runs_reader() -> None:
     assert importers == MLFLOW_MODULES
 
 
+@pytest.mark.slow
 def test_the_report_builds_without_training_code_or_mlflow() -> None:
     code = (
         "import sys, sweep.report.build, sweep.report.files, sweep.report.console;"

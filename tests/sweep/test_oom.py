@@ -44,6 +44,7 @@ def small_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trainers.engine, "loss_and_grad", loss_and_grad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
 def test_oom_prunes_then_later_trials_fit_by_chunking(
     workdir: Path, small_device, storage: str, request: pytest.FixtureRequest
@@ -58,9 +59,7 @@ def test_oom_prunes_then_later_trials_fit_by_chunking(
     study = optuna.load_study(study_name="oom", storage=url)
     first, *later = study.trials
     assert first.state == TrialState.PRUNED
-    assert record_of(first).prune_reason.startswith(
-        "oom: out of device memory at batch_size=full"
-    )
+    assert record_of(first).prune_reason.startswith("oom: out of device memory at batch_size=full")
     assert [t.state for t in later] == [TrialState.COMPLETE, TrialState.COMPLETE]
     # 3 folds x 100 rows did not fit; half of that does: two chunks per full-batch step.
     assert [record_of(t).chunks_per_step for t in later] == [2, 2]

@@ -11,13 +11,14 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from sweep.commands.finish import reap
 
+from sweep.commands.finish import reap
 from sweep.tracking.mlflow_sink import MlflowSink
 from tests.conftest import write_space
 from tests.sweep.test_distributed import SLOW_SPACE, _runs, _sweep, _wait_for_running_trial
 
 
+@pytest.mark.slow
 def test_a_dead_workers_run_is_reaped_and_the_callers_own_runs_are_left(workdir: Path) -> None:
     tracking = f"sqlite:///{workdir}/mlflow.db"
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{workdir}/optuna.db")

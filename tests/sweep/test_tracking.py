@@ -9,6 +9,8 @@ import pytest
 from sweep.tracking.mlflow_sink import MAX_ENTITIES_PER_BATCH, MlflowSink
 from tests.conftest import local_tracking_uri
 
+pytestmark = pytest.mark.slow
+
 
 def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
     tracker = MlflowSink(local_tracking_uri(), "batched")

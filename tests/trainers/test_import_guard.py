@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FORBIDDEN = ("optuna", "mlflow", "sweep", "search_spaces", "yaml")
 TRAINERS = Path(__file__).resolve().parents[2] / "trainers"
 
 
+@pytest.mark.slow
 def test_importing_trainers_loads_no_service_package() -> None:
     code = (
         "import sys, trainers, trainers.engine, trainers.data, trainers.folds; "

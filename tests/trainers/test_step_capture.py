@@ -41,6 +41,7 @@ def _configs(capture: str, *, dropout: float = 0.0, precision: str = "fp32") -> 
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["plain", "dropout"])
 def test_compiled_stack_trains_like_the_eager_stack(data, dropout) -> None:
     eager = train_stack(data, _configs("off", dropout=dropout))
@@ -56,6 +57,7 @@ def test_compiled_stack_trains_like_the_eager_stack(data, dropout) -> None:
         )
 
 
+@pytest.mark.slow
 def test_compiled_stack_lets_trials_leave(data) -> None:
     """A trial stopped after epoch 1 leaves the stack; the compiled step of the smaller stack
     still trains the others as the eager step does."""
@@ -79,6 +81,7 @@ def test_capture_and_precision_are_checked() -> None:
     assert compute_dtype("bf16") is torch.bfloat16 and compute_dtype("fp32") is None
 
 
+@pytest.mark.slow
 def test_compiled_bf16_step_trains_like_the_eager_bf16_step(data) -> None:
     eager = train_stack(data, _configs("off", precision="bf16"))
     compiled = train_stack(data, _configs("compile", precision="bf16"))
@@ -88,6 +91,7 @@ def test_compiled_bf16_step_trains_like_the_eager_bf16_step(data) -> None:
         np.testing.assert_allclose(right.result.val_loss, left.result.val_loss, rtol=3e-2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pure", [True, False], ids=["pure-as-on-cuda", "in-place-as-on-cpu"])
 def test_both_compiled_step_forms_equal_one_eager_step(pure) -> None:
     """CUDA runs the pure form (for its graphs) and the CPU the in-place one; both are checked

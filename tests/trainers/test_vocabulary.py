@@ -43,6 +43,7 @@ def _loaded_modules(code: str) -> list[str]:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "code", ["import trainers.vocabulary", "import search_spaces", "import sweep.best_config"]
 )
@@ -51,6 +52,7 @@ def test_the_vocabulary_and_its_torch_free_readers_do_not_load_torch(code: str) 
     assert "torch" not in loaded and "numpy" not in loaded
 
 
+@pytest.mark.slow
 def test_the_package_still_exports_its_names_lazily() -> None:
     loaded = _loaded_modules("from trainers import train_stack, OPTIMIZER_NAMES, StackedOptimizer")
     assert "torch" in loaded
@@ -135,8 +137,13 @@ def test_stacked_mlp_maps_exactly_the_vocabulary() -> None:
 
 @pytest.mark.parametrize("name", SCHEDULES)
 def test_every_schedule_is_a_train_config(name: str) -> None:
-    config = TrainConfig(batch_size=8, epochs=4, optimizer=OptimizerConfig("sgd", 0.1))
-    assert TrainConfig(**{**config.__dict__, "schedule": name}).lr_scale(0) == 1.0
+    config = TrainConfig(
+        batch_size=8, epochs=4, optimizer=OptimizerConfig("sgd", 0.1), schedule=name, step_size=2
+    )
+    scales = [config.lr_scale(epoch) for epoch in range(4)]
+    assert scales[0] == 1.0
+    # every schedule but none lowers the rate by the last epoch
+    assert (scales[-1] == 1.0) == (name == "none") and scales == sorted(scales, reverse=True)
 
 
 def _load(key: str, value: object) -> search_spaces.SweepSpec:
