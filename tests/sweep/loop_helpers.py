@@ -18,7 +18,7 @@ from sweep.study.resume import make_pruner, make_sampler
 from sweep.study.trial_loop import TrainingClock, run_trials
 from sweep.study.trial_session import TrialSession
 from sweep.tracking.memory_sink import MemorySink
-from trainers.problem import TrainingProblem, make_problem
+from trainers.problem import TrainingProblem
 
 # 60 rows x 3 features, 3 folds: every training fold holds 40 rows.
 LOOP_SPACE = """
@@ -76,17 +76,8 @@ def loop_spec(
 
 
 def training_problem(spec: SweepSpec) -> TrainingProblem:
-    """What ``sweep run`` trains the spec's trials on (as :meth:`sweep.outcome.RunPlan.problem`)."""
-    inputs = load_inputs(spec)
-    return make_problem(
-        inputs.dataset,
-        inputs.folds,
-        device=inputs.device,
-        model=inputs.model,
-        loss=inputs.loss,
-        metric=inputs.metric,
-        standardize=spec.preprocess.standardize,
-    )
+    """What ``sweep run`` trains the spec's trials on (as :meth:`sweep.outcome.Inputs.problem`)."""
+    return load_inputs(spec).problem()
 
 
 def memory_study(spec: SweepSpec) -> optuna.Study:

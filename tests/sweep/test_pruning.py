@@ -18,9 +18,10 @@ from tests.conftest import tiny_space
 DISTRIBUTIONS = {"x": FloatDistribution(0, 1)}
 
 
-def _study(path: Path, pruner: optuna.pruners.BasePruner) -> optuna.Study:
+def _study(pruner: optuna.pruners.BasePruner) -> optuna.Study:
     # One name for both: Hyperband puts a trial in a bracket by hashing the study name with it.
-    study = optuna.create_study(study_name="pruned", storage=f"sqlite:///{path}", pruner=pruner)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="pruned", storage=storage, pruner=pruner)
     for curve in ([1.0, 0.8, 0.6], [0.9, 0.7, 0.5], [1.1, 0.9, 0.8], [1.2, 1.0, 0.9]):
         study.add_trial(
             create_trial(
@@ -43,10 +44,10 @@ def _study(path: Path, pruner: optuna.pruners.BasePruner) -> optuna.Study:
     ],
     ids=["median", "percentile", "hyperband"],
 )
-def test_one_read_per_epoch_decides_as_should_prune(tmp_path: Path, pruner) -> None:
+def test_one_read_per_epoch_decides_as_should_prune(pruner) -> None:
     """Two identical studies (a pruner may record its decisions, so each decides once): one asks
     trial by trial, the other for the whole group; pruned trials stop reporting in both."""
-    studies = [_study(tmp_path / "by_trial.db", pruner), _study(tmp_path / "by_group.db", pruner)]
+    studies = [_study(pruner), _study(pruner)]
     groups = [[study.ask(DISTRIBUTIONS) for _ in range(5)] for study in studies]
     levels = dict(zip((t.number for t in groups[0]), (0.5, 0.85, 0.95, 1.3, 2.0)))
     stopped: list[set[int]] = [set(), set()]
