@@ -23,6 +23,8 @@ from search_spaces._loader import (
     SpaceError,
     bundled_space_names,
     load_space,
+    load_space_mapping,
+    read_space,
     resolve_space_path,
 )
 from search_spaces.spec import (
@@ -76,5 +78,7 @@ __all__ = [
     "TrainingSpec",
     "bundled_space_names",
     "load_space",
+    "load_space_mapping",
+    "read_space",
     "resolve_space_path",
 ]

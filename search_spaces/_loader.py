@@ -7,6 +7,8 @@ that overrode it), the dotted key, the rule, the value received, and how to fix 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import json
 import math
@@ -1068,3 +1070,28 @@ def load_space(
     raw = _read_yaml(path, source)
     flags = _apply_overrides(raw, overrides or {})
     return _Validator(path, source, flags).spec(raw)
+
+
+def load_space_mapping(
+    raw: Mapping[str, Any],
+    *,
+    path: Path,
+    source: str,
+    overrides: Mapping[str, tuple[str, object]] | None = None,
+) -> SweepSpec:
+    """Validate a search space given as a mapping (what a YAML file holds), as :func:`load_space`
+    does a file. ``path``: where relative file references start (its folder) and the default
+    study name (its stem); ``source``: how messages name the mapping.
+    """
+    if not isinstance(raw, Mapping):
+        raise SpaceError(source, None, "must be a mapping of settings", raw, fix="Pass a dict.")
+    raw = copy.deepcopy(dict(raw))
+    flags = _apply_overrides(raw, overrides or {})
+    spec = _Validator(path, source, flags).spec(raw)
+    return dataclasses.replace(spec, path=source)
+
+
+def read_space(name_or_path: str) -> tuple[Path, dict[str, Any]]:
+    """A bundled space's or a YAML file's path and raw mapping, not yet validated."""
+    path = resolve_space_path(name_or_path)
+    return path, _read_yaml(path, _display(path))

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import torch
 
     from search_spaces import SweepSpec
+    from sweep.report.build import StudyReport
     from trainers import Dataset, Fold
     from trainers.problem import ModelChoice, TrainingProblem
 
@@ -82,3 +83,4 @@ class SweepOutcome:
     worker_exit_codes: tuple[int, ...] = ()  # with --workers: each worker process's exit status
     seconds: float = 0.0  # this process's sweep, from opening the stores to the report's end
     training_seconds: float = 0.0  # of which in the training engine
+    report: StudyReport | None = None  # the batch-size report written at the end

@@ -38,6 +38,29 @@ class UserCodeError(ValueError):
     """
 
 
+# Functions handed over as Python objects (``sweep.run_sweep(model=fn)`` in a notebook), by the
+# reference ``python:<name>`` they are given; they live as long as this process.
+IN_PROCESS = "python"
+_in_process: dict[str, Callable[..., Any]] = {}
+
+
+def reference_of(fn: Callable[..., Any]) -> str:
+    """A reference that finds ``fn`` again: ``package.module:name`` when its module can be
+    imported by that name, else ``python:<name>``, valid in this process only."""
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not callable(fn):
+        raise UserCodeError(f"{fn!r} is of type {type(fn).__name__}, not callable.")
+    if module and module != "__main__" and name.isidentifier():
+        try:
+            if getattr(importlib.import_module(module), name, None) is fn:
+                return f"{module}:{name}"
+        except Exception:  # noqa: BLE001 - not importable by name: kept in this process
+            pass
+    reference = f"{IN_PROCESS}:{getattr(fn, '__name__', type(fn).__name__)}"
+    _in_process[reference] = fn  # a function defined again (a notebook cell rerun) replaces it
+    return reference
+
+
 def load_callable(reference: str) -> Callable[..., Any]:
     """The function (or any callable) a reference names.
 
@@ -56,6 +79,14 @@ def load_callable(reference: str) -> Callable[..., Any]:
         >>> load_callable("math:sqrt")(4.0)
         2.0
     """
+    if reference.startswith(f"{IN_PROCESS}:"):
+        if reference not in _in_process:
+            raise UserCodeError(
+                f"{reference}: a function handed to run_sweep() as a Python object exists only "
+                "in the process that ran it. Put it in a .py file and name it as "
+                f"{_FORM} to use it from here."
+            )
+        return _in_process[reference]
     target, name = _split(reference)
     if target.endswith(".py"):
         module, where = _import_file(reference, target), f"file {target}"

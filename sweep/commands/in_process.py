@@ -100,6 +100,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         budget=spec.budget.trials,
         seconds=seconds,
         training_seconds=clock.seconds,
+        report=report,
     )
 
 

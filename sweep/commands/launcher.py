@@ -25,7 +25,7 @@ def worker_command(plan: RunPlan, device: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "sweep.cli",
+        "sweep",
         "worker",
         "--study",
         plan.study_name,
@@ -97,6 +97,7 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         counted_trials=counted_trials(study),
         budget=spec.budget.trials,
         worker_exit_codes=tuple(codes),
+        report=report,
     )
 
 

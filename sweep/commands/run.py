@@ -34,6 +34,7 @@ class RunOptions:
     tracking_uri: str | None = None
     workers: int = 1  # worker processes on this host (one per GPU with gpus)
     gpus: tuple[int, ...] = ()  # CUDA device indices, one worker each
+    spec: SweepSpec | None = None  # a space validated already (sweep.run_sweep); then not `space`
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def plan_run(options: RunOptions) -> RunPlan:
     """Every input of ``sweep run`` checked: the space, the data, the stores and, for an
     existing study, that it was made by the same space."""
     try:
-        spec: SweepSpec = load_space(options.space, overrides=options.overrides)
+        spec = options.spec or load_space(options.space, overrides=options.overrides)
     except SpaceError as err:
         raise UsageError(str(err)) from err
     flags = {key: flag for key, (flag, _value) in options.overrides.items()}

@@ -133,7 +133,7 @@ def test_resuming_with_another_space_is_refused_and_keeps_the_study(workdir: Pat
 @pytest.mark.slow
 def test_console_script_exit_code_is_2(workdir: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "run", "--space", "quick", "--folds", "1"],
+        [sys.executable, "-m", "sweep", "run", "--space", "quick", "--folds", "1"],
         capture_output=True,
         text=True,
     )

@@ -42,7 +42,7 @@ QUICK_SPACE = SLOW_SPACE.replace("n_samples: 1500", "n_samples: 200").replace(
 
 def _sweep(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", *args],
+        [sys.executable, "-m", "sweep", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
