@@ -93,7 +93,10 @@ def measure_noise(
     if problem is None:
         return None, "data not loaded for this report"
     if not problem.fast:
-        return None, "measured on the built-in MLP's engine only, not yet on the generic one"
+        return (
+            None,
+            "the gradient noise scale is measured for the built-in MLP only, not yet for your own model",
+        )
     data = problem.data
     trial, _choice = recommended
     config = train_config(trial.params, spec, full_batch_size=max(data.train_sizes))
