@@ -374,3 +374,47 @@ def test_a_stack_needs_one_batch_size(images):
     configs = [_config(OptimizerConfig("adam", 0.01)), _config(OptimizerConfig("adam", 0.01), 16)]
     with pytest.raises(ValueError, match="a stack needs one batch size"):
         train_module_stack(images, small_cnn, configs, loss="cross_entropy")
+
+
+def layer_norm_mlp(input_shape, n_outputs, dropout=0.0):
+    """An MLP of the kind users write: LayerNorm, GELU and dropout."""
+    width = int(np.prod(input_shape))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(width, 16),
+        nn.LayerNorm(16),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(16, n_outputs),
+    )
+
+
+def test_layer_norm_gelu_mlp_matches_each_fold_trained_alone(images):
+    configs = [_config(optimizer) for optimizer in MIXED_OPTIMIZERS]
+    outcomes = train_module_stack(images, layer_norm_mlp, configs, loss="cross_entropy")
+    assert {outcome.engine for outcome in outcomes} == {"stacked"}
+    for config, outcome in zip(configs, outcomes):
+        _assert_matches_alone(images, layer_norm_mlp, config, outcome.result)
+
+
+class TinyGRU(nn.Module):
+    def __init__(self, input_shape, n_outputs):
+        super().__init__()
+        self.rnn = nn.GRU(input_shape[-1], 4, batch_first=True)
+        self.head = nn.Linear(4, n_outputs)
+
+    def forward(self, x):
+        outputs, _ = self.rnn(x)
+        return self.head(outputs[:, -1])
+
+
+def test_a_recurrent_model_trains_stacked_or_falls_back_and_matches_training_alone():
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(36, 5, 2)).astype(np.float32), rng.integers(0, 2, 36)
+    data = prepare_module_folds(
+        X, y, list(KFold(3, shuffle=True, random_state=0).split(X)), device=CPU
+    )
+    config = _config(OptimizerConfig("sgd", 0.05), epochs=2)
+    result = train_module_folds(data, TinyGRU, config, loss="cross_entropy")
+    assert result.engine in ("stacked", "sequential") and result.engine_reason
+    _assert_matches_alone(data, TinyGRU, config, result)
