@@ -213,3 +213,85 @@ def test_a_missing_factory_file_is_named_with_where_it_was_looked_for(
     err = capsys.readouterr().err
     assert "model.factory" in err and str(workdir / "nowhere.py") in err
     assert not (workdir / "mlruns").exists()
+
+
+GRU_FILE = """
+import numpy as np
+from torch import nn
+
+def sequences(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    X = rng.normal(size=(n, 6, 3)).astype(np.float32)
+    X[:, :, 0] += y[:, None]
+    return X, y
+
+class Recurrent(nn.Module):
+    def __init__(self, input_shape, n_outputs, hidden=4):
+        super().__init__()
+        self.rnn = nn.GRU(input_shape[-1], hidden, batch_first=True)
+        self.head = nn.Linear(hidden, n_outputs)
+
+    def forward(self, x):
+        outputs, _ = self.rnn(x)
+        return self.head(outputs[:, -1])
+
+def make_gru(input_shape, n_outputs, hidden=4):
+    return Recurrent(input_shape, n_outputs, hidden)
+"""
+
+LAYER_NORM_FILE = """
+from torch import nn
+
+def make_mlp(input_shape, n_outputs, width=16, dropout=0.2):
+    return nn.Sequential(
+        nn.Linear(input_shape[0], width), nn.LayerNorm(width), nn.GELU(), nn.Dropout(dropout),
+        nn.Linear(width, n_outputs),
+    )
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("files", "dataset", "model", "engine"),
+    [
+        (
+            {"gru.py": GRU_FILE},
+            "{factory: gru.py:sequences, task: classification}",
+            "{factory: gru.py:make_gru, kwargs: {hidden: 4}}",
+            "sequential",  # vmap has no batching rule for aten::gru
+        ),
+        (
+            {"layer_norm.py": LAYER_NORM_FILE},
+            "{source: iris}",
+            "{factory: layer_norm.py:make_mlp, kwargs: {dropout: 0.2}}",
+            "stacked",
+        ),
+    ],
+    ids=["gru", "layer-norm-dropout-mlp"],
+)
+def test_a_recurrent_model_and_a_layer_norm_mlp_sweep_from_their_own_files(
+    workdir: Path, files: dict[str, str], dataset: str, model: str, engine: str
+) -> None:
+    for name, text in files.items():
+        (workdir / name).write_text(text)
+    space = write_space(
+        workdir,
+        "mine",
+        f"""
+dataset: {dataset}
+model: {model}
+cv: {{folds: 3, seed: 0}}
+training: {{epochs: 2, device: cpu}}
+search: {{batch_size: [8, full], lr: [0.01], optimizer: [adam, sgd]}}
+sampler: {{name: grid, seed: 0}}
+pruner: none
+budget: {{trials: 4}}
+""",
+    )
+    run_sweep(RunOptions(space=str(space)))
+    runs = _trial_runs("mine")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["engine"] for r in runs} == {engine}
+    built = load_best_config("mine").build_model()
+    assert isinstance(built, torch.nn.Module)
