@@ -24,8 +24,10 @@ import yaml
 from search_spaces.spec import (
     ACTIVATIONS,
     CAPTURE_MODES,
+    CATEGORICAL_MODES,
     DEVICES,
     LR_SCALING_RULES,
+    MISSING_MODES,
     NAMED_DATASETS,
     OBJECTIVES,
     OPTIMIZERS,
@@ -56,6 +58,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SYNTHETIC_ONLY = ("n_samples", "n_features", "noise", "seed")
 _STEP_ONLY = ("step_size", "gamma")
+_CSV_ONLY: dict[str, tuple[str, ...]] = {"categorical": CATEGORICAL_MODES, "missing": MISSING_MODES}
 
 # Keys whose command-line values stay strings; other string values are read as YAML scalars.
 _STRING_KEYS = frozenset(
@@ -64,6 +67,8 @@ _STRING_KEYS = frozenset(
         "dataset.source",
         "dataset.target",
         "dataset.task",
+        "dataset.categorical",
+        "dataset.missing",
         "model.activation",
         "training.schedule",
         "training.device",
@@ -623,6 +628,17 @@ class _Validator:
             for key, check in checks.items():
                 if m.get(key) is not None:
                     spec[key] = check(f"dataset.{key}", m[key])
+        for key, modes in _CSV_ONLY.items():
+            if m.get(key) is None:
+                continue
+            if is_named:
+                self.fail(
+                    f"dataset.{key}",
+                    f"only applies to CSV files, not to the named dataset '{source}'",
+                    m[key],
+                    "Remove it: named datasets are numeric and have no missing values.",
+                )
+            spec[key] = self.choice(f"dataset.{key}", m[key], modes)
         if "task" in m:
             spec["task"] = self.choice("dataset.task", m["task"], TASKS)
         return DatasetSpec(**spec)
@@ -636,6 +652,14 @@ class _Validator:
                     "does not apply with dataset.factory (your function returns the data)",
                     m[key],
                     "Remove one of the two.",
+                )
+        for key in _CSV_ONLY:
+            if m.get(key) is not None:
+                self.fail(
+                    f"dataset.{key}",
+                    "only applies to CSV files, not with dataset.factory",
+                    m[key],
+                    "Remove it: your function returns the data, so encode it or drop rows there.",
                 )
         spec: dict[str, Any] = {
             "source": "",

@@ -25,6 +25,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 CAPTURE_MODES = ("off", "compile")
 NAMED_DATASETS = ("synthetic", "diabetes", "breast_cancer", "digits", "wine", "iris")
+# Not in the trainers' vocabulary yet: trainers.data keeps the same two tuples.
+CATEGORICAL_MODES = ("error", "onehot")
+MISSING_MODES = ("error", "drop_rows")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,12 @@ class DatasetSpec:
     n_features: int = 10  # synthetic only
     noise: float = 0.1  # synthetic only: std of Gaussian noise added to the target
     seed: int = 0  # synthetic only: seed of the generated data
+    # CSV only, one of CATEGORICAL_MODES: onehot turns each text feature column into one 0/1
+    # column per distinct value; error refuses the file.
+    categorical: str = "error"
+    # CSV only, one of MISSING_MODES: drop_rows drops the rows with an empty or NaN cell;
+    # error refuses the file.
+    missing: str = "error"
     # A user's data: "file.py:function" (absolute path) or "package.module:function", called
     # with ``kwargs``; it returns (X, y) of any per-sample shape or a torch Dataset.
     factory: str | None = None

@@ -3,6 +3,10 @@
 Every loader returns a :class:`Dataset` with float32 features, an encoded target and a
 fingerprint for provenance. Bad input raises :class:`DataError` with a message that names the
 source, the column, the rule that was broken, the offending value and how to fix it.
+
+A CSV file must be numeric and complete unless the user opts in: ``categorical="onehot"``
+one-hot encodes its text feature columns, ``missing="drop_rows"`` drops the rows with an
+empty or NaN cell.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NAMED_DATASETS", "TASKS", "DataError", "Dataset", "load_dataset"]
+__all__ = [
+    "CATEGORICAL_MODES",
+    "MISSING_MODES",
+    "NAMED_DATASETS",
+    "TASKS",
+    "DataError",
+    "Dataset",
+    "load_dataset",
+]
 
 TASKS: tuple[str, ...] = ("auto", "regression", "classification")
 NAMED_DATASETS: tuple[str, ...] = (
@@ -34,6 +46,12 @@ NAMED_DATASETS: tuple[str, ...] = (
 # A numeric, integer-valued target with at most this many distinct values is a classification
 # target when task="auto"; anything else numeric is a regression target.
 MAX_AUTO_CLASSES = 20
+# What a CSV file's text feature columns and its empty or NaN cells become; "error" refuses them.
+CATEGORICAL_MODES: tuple[str, ...] = ("error", "onehot")
+MISSING_MODES: tuple[str, ...] = ("error", "drop_rows")
+# A text column with more distinct values than this is refused by categorical="onehot": it is
+# most likely an ID or free text, and would add one mostly-zero column per row.
+MAX_ONEHOT_VALUES = 50
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 _NATURAL_TASK: dict[str, str] = {
@@ -68,6 +86,8 @@ class Dataset:
         feature_names: one name per feature column.
         class_labels: the original labels in index order (classification), else None.
         fingerprint: first 16 hex chars of a sha256 over X, y and task, for provenance.
+        dropped_rows: rows of the file left out for an empty or NaN cell
+            (``missing="drop_rows"``); 0 otherwise.
     """
 
     name: str
@@ -78,6 +98,7 @@ class Dataset:
     feature_names: tuple[str, ...]
     class_labels: tuple | None
     fingerprint: str
+    dropped_rows: int = 0
 
     @property
     def n_samples(self) -> int:
@@ -119,6 +140,8 @@ def load_dataset(
     n_features: int = 10,
     noise: float = 0.1,
     seed: int = 0,
+    categorical: str = "error",
+    missing: str = "error",
 ) -> Dataset:
     """Load a named data set or a CSV file.
 
@@ -131,6 +154,10 @@ def load_dataset(
         n_features: feature columns of the synthetic problem.
         noise: standard deviation of the synthetic problem's Gaussian noise.
         seed: seed of the synthetic problem.
+        categorical: CSV only. "error" refuses a text feature column; "onehot" turns each into
+            one 0/1 column per distinct value, named ``column=value``, in sorted order.
+        missing: CSV only. "error" refuses an empty or NaN cell; "drop_rows" drops the rows
+            that hold one (see :attr:`Dataset.dropped_rows`).
 
     Returns:
         The loaded :class:`Dataset`.
@@ -145,6 +172,12 @@ def load_dataset(
         raise DataError(
             f"{source}: task={task!r} is not a known task; use one of {', '.join(TASKS)}."
         )
+    options = {"categorical": (categorical, CATEGORICAL_MODES), "missing": (missing, MISSING_MODES)}
+    for key, (value, modes) in options.items():
+        if value not in modes:
+            raise DataError(
+                f"{source}: {key}={value!r} is not a known mode; use one of {', '.join(modes)}."
+            )
     if source in _NATURAL_TASK:
         natural = _NATURAL_TASK[source]
         if task not in ("auto", natural):
@@ -157,12 +190,18 @@ def load_dataset(
                 f"{source}: target={target!r} applies only to CSV files; the named data set "
                 f"{source!r} has a fixed target, so leave target unset."
             )
+        for key, (value, modes) in options.items():
+            if value != modes[0]:
+                raise DataError(
+                    f"{source}: {key}={value!r} applies only to CSV files; the named data set "
+                    f"{source!r} is numeric and complete, so leave {key} unset."
+                )
         if source == "synthetic":
             X, y = _synthetic(n_samples=n_samples, n_features=n_features, noise=noise, seed=seed)
             names = tuple(f"x{i}" for i in range(X.shape[1]))
             return _make_dataset("synthetic", X, y, names, "regression", None)
         return _load_sklearn(source)
-    return _load_csv(source, target=target, task=task)
+    return _load_csv(source, target=target, task=task, categorical=categorical, missing=missing)
 
 
 # --------------------------------------------------------------------------- named sets
@@ -207,6 +246,8 @@ def _make_dataset(
     feature_names: tuple[str, ...],
     task: str,
     class_labels: tuple | None,
+    *,
+    dropped_rows: int = 0,
 ) -> Dataset:
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.ascontiguousarray(y, dtype=np.int64 if task == "classification" else np.float32)
@@ -219,6 +260,7 @@ def _make_dataset(
         feature_names=feature_names,
         class_labels=class_labels,
         fingerprint=fingerprint(X, y, task),
+        dropped_rows=dropped_rows,
     )
 
 
@@ -287,39 +329,126 @@ def _to_float(cell: str) -> float | None:
         return None
 
 
-def _where(path: str, column: str, row: int, line: int) -> str:
+# Where a cell came from: its data row (1-based, counted in the file) and its line in the file.
+# Rows keep these numbers when missing="drop_rows" leaves others out.
+_Position = tuple[int, int]
+
+_DROP_ROWS_HINT = ", or set dataset.missing: drop_rows"
+_ONEHOT_HINT = ", or set dataset.categorical: onehot"
+
+
+def _where(path: str, column: str, position: _Position) -> str:
+    row, line = position
     return f"{path}: column {column!r}, row {row} (line {line})"
 
 
+def _is_missing(cell: str) -> bool:
+    """An empty cell, or one that reads as NaN: what missing="drop_rows" drops."""
+    value = _to_float(cell)
+    return not cell or (value is not None and math.isnan(value))
+
+
+def _bad_cell_message(where: str, column: str, cell: str, role: str) -> str:
+    """Why ``cell`` is not a finite float32 number, and how to fix it."""
+    value = _to_float(cell)
+    if not cell:
+        return (
+            f"{where}: empty cell (missing value); {role} values must be finite numbers. "
+            f"Fill in or drop the rows with missing values{_DROP_ROWS_HINT}."
+        )
+    if value is None:
+        onehot = _ONEHOT_HINT if role == "feature" else ""
+        return (
+            f"{where}: value {cell!r} is not a number; {role} columns must be numeric. "
+            f"Encode column {column!r} as numbers (e.g. one-hot or ordinal) or drop it{onehot}."
+        )
+    drop = _DROP_ROWS_HINT if math.isnan(value) else ""  # inf is an error, not a missing value
+    return (
+        f"{where}: value {cell!r} is not a finite float32 number (NaN, inf or "
+        f"|value| > 3.4e38); {role} values must be finite. Fill in, clip or drop "
+        f"these rows{drop}."
+    )
+
+
 def _numeric_column(
-    path: str, column: str, cells: Sequence[str], lines: Sequence[int], role: str
+    path: str, column: str, cells: Sequence[str], positions: Sequence[_Position], role: str
 ) -> np.ndarray:
     """Parse one column to float64, raising DataError on the first bad or non-finite cell."""
     out = np.empty(len(cells), dtype=np.float64)
     for i, cell in enumerate(cells):
         value = _to_float(cell)
-        where = _where(path, column, i + 1, lines[i])
-        if not cell:
-            raise DataError(
-                f"{where}: empty cell (missing value); {role} values must be finite numbers. "
-                "Fill in or drop the rows with missing values."
-            )
-        if value is None:
-            raise DataError(
-                f"{where}: value {cell!r} is not a number; {role} columns must be numeric. "
-                f"Encode column {column!r} as numbers (e.g. one-hot or ordinal) or drop it."
-            )
-        if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
-            raise DataError(
-                f"{where}: value {cell!r} is not a finite float32 number (NaN, inf or "
-                f"|value| > 3.4e38); {role} values must be finite. Fill in, clip or drop "
-                "these rows."
-            )
+        if value is None or not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+            where = _where(path, column, positions[i])
+            raise DataError(_bad_cell_message(where, column, cell, role))
         out[i] = value
     return out
 
 
-def _load_csv(path: str, *, target: str | None, task: str) -> Dataset:
+def _onehot_column(
+    path: str, column: str, cells: Sequence[str], positions: Sequence[_Position]
+) -> tuple[np.ndarray, list[str]]:
+    """One float32 0/1 column per distinct value of a text column, in sorted value order."""
+    for i, cell in enumerate(cells):
+        value = _to_float(cell)
+        if not cell or (value is not None and not math.isfinite(value)):
+            where = _where(path, column, positions[i])
+            raise DataError(_bad_cell_message(where, column, cell, "feature"))
+    values = sorted(set(cells))
+    if len(values) > MAX_ONEHOT_VALUES:
+        raise DataError(
+            f"{path}: column {column!r} has {len(values)} distinct values, more than the "
+            f"{MAX_ONEHOT_VALUES} that dataset.categorical: onehot encodes; it looks like an ID "
+            f"or free-text column. Drop column {column!r} from the file."
+        )
+    index = {value: j for j, value in enumerate(values)}
+    encoded = np.zeros((len(cells), len(values)), dtype=np.float32)
+    encoded[np.arange(len(cells)), [index[cell] for cell in cells]] = 1.0
+    return encoded, values
+
+
+def _feature_matrix(
+    path: str,
+    features: Sequence[str],
+    columns: dict[str, list[str]],
+    positions: Sequence[_Position],
+    categorical: str,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """X and its column names; with categorical="onehot" each text column becomes several."""
+    blocks: list[np.ndarray] = []
+    names: list[str] = []
+    for column in features:
+        cells = columns[column]
+        if categorical == "onehot" and any(c and _to_float(c) is None for c in cells):
+            encoded, values = _onehot_column(path, column, cells, positions)
+            blocks.append(encoded)
+            names += [f"{column}={value}" for value in values]
+        else:
+            blocks.append(_numeric_column(path, column, cells, positions, "feature")[:, None])
+            names.append(column)
+    return np.hstack(blocks).astype(np.float32), tuple(names)
+
+
+def _drop_incomplete_rows(
+    path: str, columns: dict[str, list[str]], positions: Sequence[_Position]
+) -> tuple[dict[str, list[str]], list[_Position], int]:
+    """Leave out the rows with an empty or NaN cell; return the columns, positions and count."""
+    keep = [
+        i for i in range(len(positions)) if not any(_is_missing(c[i]) for c in columns.values())
+    ]
+    dropped = len(positions) - len(keep)
+    if dropped and len(keep) < 2:
+        raise DataError(
+            f"{path}: dataset.missing: drop_rows dropped {dropped} of {len(positions)} rows "
+            f"(each has an empty or NaN cell), leaving {len(keep)}; at least 2 rows must "
+            "remain. Fill in the missing values, or remove the columns that hold most of them."
+        )
+    kept = {name: [cells[i] for i in keep] for name, cells in columns.items()}
+    return kept, [positions[i] for i in keep], dropped
+
+
+def _load_csv(
+    path: str, *, target: str | None, task: str, categorical: str, missing: str
+) -> Dataset:
     header, data = _read_rows(path)
     if target is None:
         raise DataError(
@@ -334,13 +463,14 @@ def _load_csv(path: str, *, target: str | None, task: str) -> Dataset:
             f"{path}: the only column is the target {target!r}; at least 1 feature column "
             "is required."
         )
-    lines = [line for line, _ in data]
+    positions = [(i + 1, line) for i, (line, _) in enumerate(data)]
     columns = {name: [row[j].strip() for _, row in data] for j, name in enumerate(header)}
-    X = np.column_stack(
-        [_numeric_column(path, c, columns[c], lines, "feature") for c in features]
-    ).astype(np.float32)
-    y, task, labels = _encode_target(path, target, columns[target], lines, task)
-    return _make_dataset(path, X, y, tuple(features), task, labels)
+    dropped = 0
+    if missing == "drop_rows":
+        columns, positions, dropped = _drop_incomplete_rows(path, columns, positions)
+    X, names = _feature_matrix(path, features, columns, positions, categorical)
+    y, task, labels = _encode_target(path, target, columns[target], positions, task)
+    return _make_dataset(path, X, y, names, task, labels, dropped_rows=dropped)
 
 
 def _missing_target_message(path: str, target: str, header: Sequence[str]) -> str:
@@ -354,21 +484,22 @@ def _missing_target_message(path: str, target: str, header: Sequence[str]) -> st
 
 
 def _encode_target(
-    path: str, column: str, cells: Sequence[str], lines: Sequence[int], task: str
+    path: str, column: str, cells: Sequence[str], positions: Sequence[_Position], task: str
 ) -> tuple[np.ndarray, str, tuple | None]:
     """Return (y, resolved task, class labels) for a CSV target column."""
     values = [_to_float(c) for c in cells]
     for i, (cell, value) in enumerate(zip(cells, values, strict=True)):
-        where = _where(path, column, i + 1, lines[i])
+        where = _where(path, column, positions[i])
         if not cell:
             raise DataError(
                 f"{where}: empty target cell (missing value); every row needs a target. "
-                "Fill in or drop these rows."
+                f"Fill in or drop these rows{_DROP_ROWS_HINT}."
             )
         if value is not None and not math.isfinite(value):
+            drop = _DROP_ROWS_HINT if math.isnan(value) else ""
             raise DataError(
                 f"{where}: target value {cell!r} is NaN or infinite; targets must be finite. "
-                "Fill in or drop these rows."
+                f"Fill in or drop these rows{drop}."
             )
     numeric = all(v is not None for v in values)
 
@@ -376,7 +507,7 @@ def _encode_target(
         i = next(i for i, v in enumerate(values) if v is None)
         if task == "regression":
             raise DataError(
-                f"{_where(path, column, i + 1, lines[i])}: target value {cells[i]!r} is not a "
+                f"{_where(path, column, positions[i])}: target value {cells[i]!r} is not a "
                 "number, but task='regression' needs a numeric target. Fix the value, or use "
                 "task='classification' (or 'auto') for a label column."
             )
@@ -387,11 +518,15 @@ def _encode_target(
         few = len(set(values)) <= MAX_AUTO_CLASSES
         task = "classification" if integral and few else "regression"
     if task == "regression":
-        return _numeric_column(path, column, cells, lines, "target").astype(np.float32), task, None
+        return (
+            _numeric_column(path, column, cells, positions, "target").astype(np.float32),
+            task,
+            None,
+        )
     if not integral:
         i = next(i for i, v in enumerate(values) if not float(v).is_integer())
         raise DataError(
-            f"{_where(path, column, i + 1, lines[i])}: target value {cells[i]!r} is not an "
+            f"{_where(path, column, positions[i])}: target value {cells[i]!r} is not an "
             "integer, but a numeric classification target must hold integer class labels. "
             "Use task='regression' for a continuous target, or write the labels as integers "
             "or text."

@@ -55,6 +55,8 @@ def load_inputs(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> I
                 n_features=spec.dataset.n_features,
                 noise=spec.dataset.noise,
                 seed=spec.dataset.seed,
+                categorical=spec.dataset.categorical,
+                missing=spec.dataset.missing,
             )
         folds = make_folds(
             dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed

@@ -109,6 +109,9 @@ def space_fingerprint(spec: SweepSpec) -> str:
     # Keys at the defaults they had before they existed are left out, so older studies resume.
     if comparable["training"]["precision"] == "fp32":
         comparable["training"].pop("precision")
+    for key in ("categorical", "missing"):
+        if comparable["dataset"][key] == "error":
+            comparable["dataset"].pop(key)
     for section in ("dataset", "model"):
         if comparable[section]["factory"] is None and not comparable[section]["kwargs"]:
             del comparable[section]["factory"], comparable[section]["kwargs"]

@@ -218,14 +218,43 @@ CSV_ERRORS = {
         "a,color,y\n1,2,0\n2,red,1\n",
         "y",
         "auto",
-        ["'color'", "row 2", "line 3", "'red'", "not a number", "Encode", "drop"],
+        [
+            "'color'",
+            "row 2",
+            "line 3",
+            "'red'",
+            "not a number",
+            "Encode",
+            "drop",
+            "or set dataset.categorical: onehot.",
+        ],
     ),
-    "empty feature cell": ("a,b,y\n1,,0\n2,3,1\n", "y", "auto", ["'b'", "row 1", "empty cell"]),
-    "nan feature": ("a,b,y\n1,2,0\n2,nan,1\n", "y", "auto", ["'b'", "row 2", "'nan'", "finite"]),
+    "empty feature cell": (
+        "a,b,y\n1,,0\n2,3,1\n",
+        "y",
+        "auto",
+        ["'b'", "row 1", "empty cell", "or set dataset.missing: drop_rows."],
+    ),
+    "nan feature": (
+        "a,b,y\n1,2,0\n2,nan,1\n",
+        "y",
+        "auto",
+        ["'b'", "row 2", "'nan'", "finite", "or set dataset.missing: drop_rows."],
+    ),
     "inf feature": ("a,b,y\n1,-inf,0\n2,3,1\n", "y", "auto", ["'b'", "row 1", "'-inf'"]),
     "float32 overflow": ("a,y\n1e300,0\n2,1\n", "y", "auto", ["'a'", "row 1", "'1e300'"]),
-    "empty target cell": ("a,y\n1,0\n2,\n", "y", "auto", ["'y'", "row 2", "missing"]),
-    "nan target": ("a,y\n1,NaN\n2,1\n", "y", "auto", ["'y'", "row 1", "'NaN'", "finite"]),
+    "empty target cell": (
+        "a,y\n1,0\n2,\n",
+        "y",
+        "auto",
+        ["'y'", "row 2", "missing", "or set dataset.missing: drop_rows."],
+    ),
+    "nan target": (
+        "a,y\n1,NaN\n2,1\n",
+        "y",
+        "auto",
+        ["'y'", "row 1", "'NaN'", "finite", "or set dataset.missing: drop_rows."],
+    ),
     "inf target in labels": ("a,y\n1,cat\n2,inf\n", "y", "auto", ["'y'", "row 2", "'inf'"]),
     "text target for regression": (
         "a,y\n1,1.5\n2,oops\n",
@@ -275,3 +304,83 @@ def test_non_utf8_file(tmp_path):
 
 def test_data_error_is_a_value_error():
     assert issubclass(DataError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a,b,y\n1,-inf,0\n2,3,1\n", "a,y\n1e300,0\n2,1\n", "a,y\n1,inf\n2,1\n"],
+    ids=["inf feature", "float32 overflow", "inf target"],
+)
+def test_infinite_values_do_not_suggest_dropping_rows(tmp_path, text):
+    with pytest.raises(DataError) as info:
+        load_dataset(write_csv(tmp_path, text), target="y")
+    assert "drop_rows" not in str(info.value)
+
+
+def test_a_text_target_is_not_a_categorical_feature_problem(tmp_path):
+    path = write_csv(tmp_path, "a,y\n1,1.5\n2,oops\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(path, target="y", task="regression")
+    assert "categorical" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- categorical="onehot"
+
+
+def test_onehot_encodes_each_text_column_in_sorted_value_order(tmp_path):
+    path = write_csv(
+        tmp_path,
+        "size,color,shape,price\n1,red,round,10\n2,blue,square,11\n3,red,square,12\n"
+        "4,green,round,13\n",
+    )
+    ds = load_dataset(path, target="price", categorical="onehot")
+    assert ds.feature_names == (
+        "size",
+        "color=blue",
+        "color=green",
+        "color=red",
+        "shape=round",
+        "shape=square",
+    )
+    expected = [
+        [1, 0, 0, 1, 1, 0],
+        [2, 1, 0, 0, 0, 1],
+        [3, 0, 0, 1, 0, 1],
+        [4, 0, 1, 0, 1, 0],
+    ]
+    np.testing.assert_array_equal(ds.X, np.array(expected, np.float32))
+    assert ds.X.dtype == np.float32
+    np.testing.assert_array_equal(ds.y, np.array([10, 11, 12, 13], np.float32))
+    assert ds.fingerprint == fingerprint(ds.X, ds.y, "regression")
+
+
+def test_onehot_never_encodes_the_target(tmp_path):
+    path = write_csv(tmp_path, "color,label\nred,cat\nblue,dog\nred,dog\n")
+    ds = load_dataset(path, target="label", categorical="onehot")
+    assert ds.feature_names == ("color=blue", "color=red")
+    assert ds.task == "classification" and ds.class_labels == ("cat", "dog")
+    np.testing.assert_array_equal(ds.y, [0, 1, 1])
+
+
+def test_onehot_treats_a_column_with_any_text_cell_as_text(tmp_path):
+    path = write_csv(tmp_path, "code,y\n1,0\n2,1\nx,0\n1,1\n")
+    ds = load_dataset(path, target="y", categorical="onehot")
+    assert ds.feature_names == ("code=1", "code=2", "code=x")
+    np.testing.assert_array_equal(ds.X, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+
+
+def test_onehot_leaves_a_numeric_file_as_it_was(tmp_path):
+    path = write_csv(tmp_path, "a,b,y\n1,2,0.5\n3,4,1.5\n")
+    plain = load_dataset(path, target="y")
+    encoded = load_dataset(path, target="y", categorical="onehot")
+    assert encoded.feature_names == plain.feature_names == ("a", "b")
+    np.testing.assert_array_equal(encoded.X, plain.X)
+    assert encoded.fingerprint == plain.fingerprint
+
+
+def test_onehot_fingerprint_follows_the_encoded_values(tmp_path):
+    a = load_dataset(write_csv(tmp_path, "c,y\nred,1\nblue,2\n", "a.csv"), target="y", categorical="onehot")
+    b = load_dataset(write_csv(tmp_path, "c,y\nred,1\ngrey,2\n", "b.csv"), target="y", categorical="onehot")
+    c = load_dataset(write_csv(tmp_path, "c,y\nred,1\nblue,2\n", "c.csv"), target="y", categorical="onehot")
+    assert a.fingerprint == c.fingerprint
+    assert a.fingerprint != b.fingerprint  # blue < red but grey < red: same matrix, other names?
