@@ -106,6 +106,9 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
 
 def _sample_shape(dataset: Dataset) -> str:
     shape = dataset.X.shape[1:]
+    dropped = (
+        f", {dataset.dropped_rows} rows with empty cells dropped" if dataset.dropped_rows else ""
+    )
     if len(shape) == 1:
-        return f"{shape[0]} features"
-    return "samples of shape " + "x".join(map(str, shape))
+        return f"{shape[0]} features{dropped}"
+    return "samples of shape " + "x".join(map(str, shape)) + dropped

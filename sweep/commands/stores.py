@@ -96,6 +96,7 @@ def _space_params(plan: RunPlan) -> dict[str, Any]:
         "n_rows": dataset.n_samples,
         "n_features": dataset.n_features,
         "sample_shape": list(dataset.sample_shape),
+        "dropped_rows": dataset.dropped_rows,  # dataset.missing: drop_rows
         "folds": spec.cv.folds,
         "epochs": spec.training.epochs,
         "schedule": spec.training.schedule,

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+import search_spaces.spec as space_spec
+import trainers.data as trainer_data
 from search_spaces import (
     FloatChoices,
     FloatRange,
@@ -439,3 +441,111 @@ def test_csv_override_without_target_names_the_flag(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SpaceError, match=r"^--data \(dataset.target\) is required for a CSV"):
         load_space("quick", overrides={"dataset.source": ("--data", "here.csv")})
+
+
+# -- CSV options: dataset.categorical and dataset.missing --------------------------------------
+
+
+def _csv_space(tmp_path: Path, **dataset: object) -> Path:
+    (tmp_path / "train.csv").write_text("color,x,y\nred,1,0\n,2,1\n", encoding="utf-8")
+    return write_yaml(
+        tmp_path, patched({"dataset": {"source": "train.csv", "target": "y", **dataset}})
+    )
+
+
+def test_csv_options_default_to_error(tmp_path):
+    csv = load_space(str(_csv_space(tmp_path)))
+    named = load_space(str(write_yaml(tmp_path, BASE, "named.yaml")))
+    for spec in (csv, named):
+        assert (spec.dataset.categorical, spec.dataset.missing) == ("error", "error")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ({"categorical": "onehot"}, ("onehot", "error")),
+        ({"missing": "drop_rows"}, ("error", "drop_rows")),
+        ({"categorical": "onehot", "missing": "drop_rows"}, ("onehot", "drop_rows")),
+        ({"categorical": "error", "missing": "error"}, ("error", "error")),
+    ],
+)
+def test_csv_options_load_for_a_csv_file(tmp_path, dataset, expected):
+    spec = load_space(str(_csv_space(tmp_path, **dataset)))
+    assert (spec.dataset.categorical, spec.dataset.missing) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragments"),
+    [
+        (
+            "categorical",
+            "one_hot",
+            ["must be one of error, onehot", "got 'one_hot'", "Did you mean 'onehot'?"],
+        ),
+        (
+            "missing",
+            "drop",
+            ["must be one of error, drop_rows", "got 'drop'", "Did you mean 'drop_rows'?"],
+        ),
+        ("missing", True, ["must be one of error, drop_rows", "got true"]),
+    ],
+)
+def test_csv_options_refuse_unknown_values(tmp_path, key, value, fragments):
+    with pytest.raises(SpaceError) as info:
+        load_space(str(_csv_space(tmp_path, **{key: value})))
+    message = str(info.value)
+    assert info.value.key == f"dataset.{key}" and info.value.value == value
+    assert f"space.yaml: key 'dataset.{key}' must be one of" in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("categorical", "onehot"), ("missing", "drop_rows"), ("missing", "error")]
+)
+@pytest.mark.parametrize("source", ["synthetic", "iris"])
+def test_named_datasets_refuse_the_csv_options(tmp_path, source, key, value):
+    raw = patched({"dataset": {"source": source, key: value}})
+    with pytest.raises(SpaceError) as info:
+        load_space(str(write_yaml(tmp_path, raw, "bad_space.yaml")))
+    message = str(info.value)
+    assert info.value.key == f"dataset.{key}" and info.value.value == value
+    assert "bad_space.yaml" in message
+    assert (
+        f"key 'dataset.{key}' only applies to CSV files, not to the named dataset '{source}'"
+        in message
+    )
+    assert f"got '{value}'" in message and "Remove it" in message
+
+
+@pytest.mark.parametrize(("key", "value"), [("categorical", "onehot"), ("missing", "drop_rows")])
+def test_a_data_factory_refuses_the_csv_options(tmp_path, key, value):
+    (tmp_path / "my_data.py").write_text(
+        "def load():\n    return [[0.0]], [0.0]\n", encoding="utf-8"
+    )
+    raw = patched({"dataset": {"factory": "my_data.py:load", key: value}})
+    with pytest.raises(SpaceError) as info:
+        load_space(str(write_yaml(tmp_path, raw, "bad_space.yaml")))
+    message = str(info.value)
+    assert info.value.key == f"dataset.{key}" and info.value.value == value
+    assert "bad_space.yaml" in message
+    assert f"key 'dataset.{key}' only applies to CSV files, not with dataset.factory" in message
+    assert f"got '{value}'" in message and "Remove it" in message
+
+
+def test_csv_option_overrides_stay_strings(tmp_path):
+    # "no" would be read as false; a text setting keeps what was typed, and names the flag
+    with pytest.raises(SpaceError) as info:
+        load_space(str(_csv_space(tmp_path)), overrides={"dataset.missing": ("--missing", "no")})
+    assert str(info.value).startswith(
+        "--missing (dataset.missing) must be one of error, drop_rows, got 'no'."
+    )
+    spec = load_space(
+        str(_csv_space(tmp_path)), overrides={"dataset.categorical": ("--categorical", "onehot")}
+    )
+    assert spec.dataset.categorical == "onehot"
+
+
+def test_csv_option_names_match_the_trainers():
+    assert space_spec.CATEGORICAL_MODES == trainer_data.CATEGORICAL_MODES
+    assert space_spec.MISSING_MODES == trainer_data.MISSING_MODES

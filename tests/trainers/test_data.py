@@ -314,7 +314,7 @@ def test_data_error_is_a_value_error():
 def test_infinite_values_do_not_suggest_dropping_rows(tmp_path, text):
     with pytest.raises(DataError) as info:
         load_dataset(write_csv(tmp_path, text), target="y")
-    assert "drop_rows" not in str(info.value)
+    assert "dataset.missing" not in str(info.value)
 
 
 def test_a_text_target_is_not_a_categorical_feature_problem(tmp_path):
@@ -330,7 +330,7 @@ def test_a_text_target_is_not_a_categorical_feature_problem(tmp_path):
 def test_onehot_encodes_each_text_column_in_sorted_value_order(tmp_path):
     path = write_csv(
         tmp_path,
-        "size,color,shape,price\n1,red,round,10\n2,blue,square,11\n3,red,square,12\n"
+        "size,color,shape,price\n1,red,round,10.5\n2,blue,square,11\n3,red,square,12\n"
         "4,green,round,13\n",
     )
     ds = load_dataset(path, target="price", categorical="onehot")
@@ -350,7 +350,7 @@ def test_onehot_encodes_each_text_column_in_sorted_value_order(tmp_path):
     ]
     np.testing.assert_array_equal(ds.X, np.array(expected, np.float32))
     assert ds.X.dtype == np.float32
-    np.testing.assert_array_equal(ds.y, np.array([10, 11, 12, 13], np.float32))
+    np.testing.assert_array_equal(ds.y, np.array([10.5, 11, 12, 13], np.float32))
     assert ds.fingerprint == fingerprint(ds.X, ds.y, "regression")
 
 
@@ -379,8 +379,166 @@ def test_onehot_leaves_a_numeric_file_as_it_was(tmp_path):
 
 
 def test_onehot_fingerprint_follows_the_encoded_values(tmp_path):
-    a = load_dataset(write_csv(tmp_path, "c,y\nred,1\nblue,2\n", "a.csv"), target="y", categorical="onehot")
-    b = load_dataset(write_csv(tmp_path, "c,y\nred,1\ngrey,2\n", "b.csv"), target="y", categorical="onehot")
-    c = load_dataset(write_csv(tmp_path, "c,y\nred,1\nblue,2\n", "c.csv"), target="y", categorical="onehot")
-    assert a.fingerprint == c.fingerprint
-    assert a.fingerprint != b.fingerprint  # blue < red but grey < red: same matrix, other names?
+    def load(name, text):
+        return load_dataset(write_csv(tmp_path, text, name), target="y", categorical="onehot")
+
+    a = load("a.csv", "c,y\nred,1\nblue,2\nred,3\n")
+    same = load("same.csv", "c,y\nred,1\nblue,2\nred,3\n")
+    swapped = load("swapped.csv", "c,y\nblue,1\nred,2\nred,3\n")
+    assert a.fingerprint == same.fingerprint == fingerprint(a.X, a.y, a.task)
+    assert a.fingerprint != swapped.fingerprint
+
+
+def test_onehot_refuses_a_likely_id_column(tmp_path):
+    rows = "".join(f"user{i},{i % 2}\n" for i in range(51))
+    path = write_csv(tmp_path, "user_id,y\n" + rows)
+    with pytest.raises(DataError) as info:
+        load_dataset(path, target="y", categorical="onehot")
+    message = str(info.value)
+    for fragment in (path, "'user_id'", "51 distinct values", "50", "ID", "Drop column 'user_id'"):
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_onehot_accepts_fifty_values(tmp_path):
+    rows = "".join(f"v{i:02d},{i % 2}\n" for i in range(50))
+    ds = load_dataset(write_csv(tmp_path, "c,y\n" + rows), target="y", categorical="onehot")
+    assert ds.X.shape == (50, 50)
+    assert ds.feature_names[0] == "c=v00" and ds.feature_names[-1] == "c=v49"
+    np.testing.assert_array_equal(ds.X, np.eye(50, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        (
+            "c,y\nred,0\n,1\nblue,0\n",
+            ["'c'", "row 2", "line 3", "empty cell", "or set dataset.missing: drop_rows."],
+        ),
+        ("c,y\nred,0\nnan,1\nblue,0\n", ["'c'", "row 2", "'nan'", "dataset.missing: drop_rows"]),
+        ("c,y\nred,0\ninf,1\nblue,0\n", ["'c'", "row 2", "'inf'", "finite"]),
+    ],
+    ids=["empty", "nan", "inf"],
+)
+def test_onehot_keeps_missing_and_infinite_cells_errors(tmp_path, text, fragments):
+    path = write_csv(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        load_dataset(path, target="y", categorical="onehot")
+    message = str(info.value)
+    assert path in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+# --------------------------------------------------------------------------- missing="drop_rows"
+
+
+def test_drop_rows_drops_empty_and_nan_cells_in_features_and_target(tmp_path):
+    path = write_csv(
+        tmp_path, "a,b,y\n1,,0.5\n2,3,1.5\n4,NaN,2.5\n5,6,3.5\n7,8,\n9,10,nan\n11,12,4.5\n"
+    )
+    ds = load_dataset(path, target="y", missing="drop_rows")
+    assert ds.dropped_rows == 4
+    assert ds.n_samples == 3
+    np.testing.assert_array_equal(ds.X, np.array([[2, 3], [5, 6], [11, 12]], np.float32))
+    np.testing.assert_array_equal(ds.y, np.array([1.5, 3.5, 4.5], np.float32))
+    assert ds.fingerprint == fingerprint(ds.X, ds.y, "regression")
+
+
+def test_drop_rows_on_a_complete_file_drops_nothing(tmp_path):
+    path = write_csv(tmp_path, "a,y\n1,0.5\n2,1.5\n")
+    plain = load_dataset(path, target="y")
+    kept = load_dataset(path, target="y", missing="drop_rows")
+    assert plain.dropped_rows == kept.dropped_rows == 0
+    assert kept.fingerprint == plain.fingerprint
+
+
+def test_datasets_drop_nothing_by_default():
+    assert load_dataset("iris").dropped_rows == 0
+
+
+def test_drop_rows_keeps_the_files_row_numbers_in_later_errors(tmp_path):
+    path = write_csv(tmp_path, "a,y\n,0\n1,1\n2,0\nred,1\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(path, target="y", missing="drop_rows")
+    assert "column 'a', row 4 (line 5): value 'red' is not a number" in str(info.value)
+
+
+def test_drop_rows_then_onehot_encodes_only_the_rows_kept(tmp_path):
+    path = write_csv(tmp_path, "color,n,y\nred,1,0\n,2,1\nblue,3,1\ngreen,,0\nred,5,1\n")
+    ds = load_dataset(path, target="y", categorical="onehot", missing="drop_rows")
+    assert ds.dropped_rows == 2
+    assert ds.feature_names == ("color=blue", "color=red", "n")
+    np.testing.assert_array_equal(ds.X, np.array([[0, 1, 1], [1, 0, 3], [0, 1, 5]], np.float32))
+    np.testing.assert_array_equal(ds.y, [0, 1, 1])
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("a,y\n1,-inf\n2,1\n3,0\n", ["'y'", "row 1", "'-inf'"]),
+        ("a,y\ninf,1\n2,0\n3,1\n", ["'a'", "row 1", "'inf'", "finite"]),
+    ],
+    ids=["target", "feature"],
+)
+def test_drop_rows_keeps_inf_an_error(tmp_path, text, fragments):
+    path = write_csv(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        load_dataset(path, target="y", missing="drop_rows")
+    message = str(info.value)
+    assert path in message and "dataset.missing" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_drop_rows_must_leave_two_rows(tmp_path):
+    path = write_csv(tmp_path, "a,b,y\n1,,0\n2,3,1\n,4,0\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(path, target="y", missing="drop_rows")
+    message = str(info.value)
+    for fragment in (
+        path,
+        "dataset.missing: drop_rows",
+        "dropped 2 of 3 rows",
+        "leaving 1",
+        "at least 2",
+    ):
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+# --------------------------------------------------------------------------- where the options apply
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "value"),
+    [
+        ({"categorical": "onehot"}, "categorical", "'onehot'"),
+        ({"missing": "drop_rows"}, "missing", "'drop_rows'"),
+    ],
+)
+@pytest.mark.parametrize("name", ["iris", "synthetic"])
+def test_named_sets_refuse_the_csv_options(name, options, key, value):
+    with pytest.raises(DataError) as info:
+        load_dataset(name, **options)
+    assert str(info.value).startswith(f"{name}: {key}={value} applies only to CSV files")
+    assert f"leave {key} unset" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (
+            {"categorical": "ordinal"},
+            "categorical='ordinal' is not a known mode; use one of error, onehot.",
+        ),
+        (
+            {"missing": "impute"},
+            "missing='impute' is not a known mode; use one of error, drop_rows.",
+        ),
+    ],
+)
+@pytest.mark.parametrize("csv", [True, False], ids=["csv", "named"])
+def test_unknown_modes_are_refused(tmp_path, options, fragment, csv):
+    source = write_csv(tmp_path, "a,y\n1,2\n") if csv else "iris"
+    with pytest.raises(DataError) as info:
+        load_dataset(source, target="y" if csv else None, **options)
+    assert str(info.value) == f"{source}: {fragment}"
