@@ -12,9 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +137,62 @@ def uses_fast_engine(
         and metric in ("auto", DEFAULT_METRIC[task])
         and standardizes(dataset, standardize)
     )
+
+
+def check_loss_and_metric(
+    dataset: Dataset,
+    model: ModelChoice,
+    loss: str | Callable = "auto",
+    metric: str | Callable = "auto",
+) -> None:
+    """Run the loss and the metric once on the model's outputs for two samples, so that a loss
+    that does not fit the target (mse on class labels, say) stops a sweep before it starts.
+
+    Raises:
+        ValueError: naming the loss or metric and what did not fit.
+    """
+    task = dataset.task
+    loss = DEFAULT_LOSS[task] if loss == "auto" else loss
+    metric = DEFAULT_METRIC[task] if metric == "auto" else metric
+    inputs = torch.as_tensor(dataset.X[:2])
+    targets = torch.as_tensor(dataset.y[:2])[None]
+    with torch.no_grad(), _rng_kept():
+        if model.factory is None:
+            module = build_mlp(dataset.n_features, n_outputs_of(dataset), model.mlp)
+        else:
+            module = model.factory(
+                input_shape=dataset.sample_shape, n_outputs=n_outputs_of(dataset), **model.kwargs
+            )
+        outputs = module.eval()(inputs)[None]
+        for kind, check in (
+            ("loss", lambda: resolve_loss(loss).stacked(outputs, targets)),
+            (
+                "metric",
+                lambda: resolve_metric(
+                    metric, higher_is_better=getattr(metric, "higher_is_better", None)
+                ).stacked(outputs, targets, torch.ones(1, 2)),
+            ),
+        ):
+            name = loss if kind == "loss" else metric
+            label = getattr(name, "__name__", name)
+            try:
+                check()
+            except Exception as err:  # noqa: BLE001 - any failure is the user's mismatch
+                raise ValueError(
+                    f"{kind} {label!r} does not fit this {task} task: on the model's outputs "
+                    f"of shape {tuple(outputs.shape[1:])} and targets of shape "
+                    f"{tuple(targets.shape[1:])} it raised {type(err).__name__}: {err}"
+                ) from err
+
+
+@contextlib.contextmanager
+def _rng_kept() -> Iterator[None]:
+    """Building a model draws from the global RNG; leave it as it was."""
+    state = torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def make_problem(

@@ -1,6 +1,6 @@
 """The checks every command makes before it creates anything: the stores' URLs, the data set, its
-folds and the device. Each failure is a UsageError naming the flag or file, the rule and the
-value."""
+folds, the device, and the user's model, loss and metric (loaded and tried on two samples). Each
+failure is a UsageError naming the flag or file, the key, the rule and the value."""
 
 from __future__ import annotations
 
@@ -20,14 +20,8 @@ from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_d
 from trainers.data import Dataset
 from trainers.device import check_capture, check_precision
 from trainers.factory_data import check_model, load_factory_dataset
-from trainers.problem import ModelChoice, n_outputs_of, uses_fast_engine
+from trainers.problem import ModelChoice, check_loss_and_metric, n_outputs_of, uses_fast_engine
 from trainers.user_code import UserCodeError, load_callable
-
-
-def load_data(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> tuple:
-    """The data set, its folds and the device (see :func:`load_inputs`)."""
-    inputs = load_inputs(spec, flags=flags)
-    return inputs.dataset, inputs.folds, inputs.device
 
 
 def load_inputs(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> Inputs:
@@ -80,6 +74,14 @@ def load_inputs(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> I
         fast = uses_fast_engine(dataset, model, loss, metric, spec.preprocess.standardize)
     except ValueError as err:
         raise UsageError(f"{where('preprocess.standardize')}: {err}") from err
+    if not fast:
+        try:
+            check_loss_and_metric(dataset, model, loss, metric)
+        except ValueError as err:
+            raise UsageError(
+                f"{spec.path}: {err}. Choose a loss and metric for the task (auto picks them), "
+                "or make the model's outputs fit the targets."
+            ) from err
     for key, check in (
         ("training.precision", check_precision),
         ("training.capture", check_capture),

@@ -188,6 +188,8 @@ def test_a_module_vmap_cannot_run_trains_one_model_at_a_time_and_says_why(
         ({"data": "mismatched"}, ["dataset.factory", "90", "89"]),
         ({"data": "with_nan"}, ["dataset.factory", "NaN"]),
         ({"loss": "hinge"}, ["loss", "hinge", "cross_entropy"]),
+        ({"loss": "mse"}, ["loss 'mse' does not fit this classification task", "(3,)"]),
+        ({"metric": "r2"}, ["metric 'r2' does not fit this classification task"]),
         ({"metric": "models.py:cnn"}, ["metric", "higher_is_better"]),
     ],
 )
