@@ -7,12 +7,14 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
 from search_spaces import SweepSpec
+from sweep.outcome import RunPlan, SweepOutcome
 from sweep.report.build import StudyReport, build_report
 from sweep.report.files import write_report
 from sweep.report.selection import recommended_trial
@@ -109,3 +111,21 @@ def measure_noise(
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return None, "out of device memory retraining the best config"
+
+
+def sweep_outcome(
+    plan: RunPlan, sink: TrackingSink, study: optuna.Study, report: StudyReport, **measured: Any
+) -> SweepOutcome:
+    """What a sweep did, for its caller: ``measured`` holds ``trials_run`` and the timing or the
+    workers' exit codes."""
+    return SweepOutcome(
+        study_name=plan.study_name,
+        storage_url=plan.storage_url,
+        tracking_uri=plan.tracking_uri,
+        experiment_id=sink.experiment_id,
+        parent_run_id=sink.parent_run_id or "",
+        counted_trials=counted_trials(study),
+        budget=plan.spec.budget.trials,
+        report=report,
+        **measured,
+    )

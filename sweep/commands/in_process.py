@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from sweep.commands.finish import close_study, end_status, reap
+from sweep.commands.finish import close_study, end_status, reap, sweep_outcome
 from sweep.commands.gc_freeze import frozen_heap
 from sweep.commands.stores import open_stores
 from sweep.commands.terminal import TrialProgress, print_summary, say
@@ -89,18 +89,8 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         )
     else:
         print_summary(report, ran=ran, seconds=seconds, training_seconds=clock.seconds)
-    return SweepOutcome(
-        study_name=plan.study_name,
-        storage_url=plan.storage_url,
-        tracking_uri=plan.tracking_uri,
-        experiment_id=sink.experiment_id,
-        parent_run_id=sink.parent_run_id or "",
-        trials_run=ran,
-        counted_trials=counted_trials(study),
-        budget=spec.budget.trials,
-        seconds=seconds,
-        training_seconds=clock.seconds,
-        report=report,
+    return sweep_outcome(
+        plan, sink, study, report, trials_run=ran, seconds=seconds, training_seconds=clock.seconds
     )
 
 

@@ -13,7 +13,7 @@ import time
 
 from tqdm import tqdm
 
-from sweep.commands.finish import close_study, end_status
+from sweep.commands.finish import close_study, end_status, sweep_outcome
 from sweep.commands.stores import open_stores
 from sweep.commands.terminal import print_summary, say
 from sweep.outcome import RunPlan, SweepOutcome
@@ -87,18 +87,8 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         say(f"{len(failed)} worker(s) exited with status {failed}; rerun to resume the study.")
     elif failed:
         say(f"{len(failed)} worker(s) exited with status {failed}; the others met the budget.")
-    return SweepOutcome(
-        study_name=plan.study_name,
-        storage_url=plan.storage_url,
-        tracking_uri=plan.tracking_uri,
-        experiment_id=sink.experiment_id,
-        parent_run_id=sink.parent_run_id or "",
-        trials_run=counted_trials(study) - done,
-        counted_trials=counted_trials(study),
-        budget=spec.budget.trials,
-        worker_exit_codes=tuple(codes),
-        report=report,
-    )
+    ran = counted_trials(study) - done
+    return sweep_outcome(plan, sink, study, report, trials_run=ran, worker_exit_codes=tuple(codes))
 
 
 def _forward_to(processes: list[subprocess.Popen]):  # noqa: ANN202 - a signal handler
