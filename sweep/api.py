@@ -20,6 +20,7 @@ from sweep.best_config_data import BestConfig
 from sweep.cli import OVERRIDE_FLAGS
 from sweep.errors import UsageError
 from sweep.outcome import SweepOutcome
+from trainers.user_code import UserCodeError, reference_of
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,6 @@ def run_sweep(
     file. Bad input raises :class:`~sweep.errors.UsageError` with the message ``sweep run``
     prints, before anything is created.
     """
-    from trainers.user_code import UserCodeError, reference_of
-
     unknown = sorted(set(settings) - set(OVERRIDE_FLAGS))
     if unknown:
         raise UsageError(
@@ -123,7 +122,7 @@ def run_sweep(
             spec=spec,
         )
     )
-    import optuna
+    import optuna  # loaded by the sweep above already; kept off `import sweep`
 
     from sweep.study.resume import make_storage
 

@@ -22,6 +22,7 @@ from sweep.best_config_data import (
     read_config_file,
     write_atomically,
 )
+from sweep.locations import resolve_tracking_uri
 
 __all__ = [
     "ARTIFACT_FILE",
@@ -68,8 +69,6 @@ def load_best_config(
 
 def _from_mlflow(uri: str, tracking_uri: str | None) -> BestConfig:
     import mlflow.artifacts  # only for a runs:/ URI: MLflow is heavy to import
-
-    from sweep.locations import resolve_tracking_uri
 
     artifact_uri = (
         uri if uri.endswith((".json", ".yaml", ".yml")) else f"{uri.rstrip('/')}/{ARTIFACT_FILE}"

@@ -124,14 +124,14 @@ class BestConfig:
 
     def make_optimizer(self, params: Any) -> Any:
         """A ``torch.optim`` optimizer over ``params`` with the chosen LR and arguments."""
-        import torch
+        import torch  # only when an optimizer or scheduler is built
 
         optimizer_class = getattr(torch.optim, self.torch_optimizer)
         return optimizer_class(params, lr=self.lr, **self.optimizer_kwargs)
 
     def make_scheduler(self, optimizer: Any) -> Any:
         """A per-epoch ``LambdaLR`` reproducing the schedule the sweep trained with."""
-        import torch
+        import torch  # only when an optimizer or scheduler is built
 
         name, epochs = self.schedule["name"], self.schedule["epochs"]
         step_size, gamma = self.schedule.get("step_size", 10), self.schedule.get("gamma", 0.1)

@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sweep.commands.run import RunOptions, run_sweep
+    from sweep.commands.run import RunOptions, run_sweep  # each command loads what it needs
 
     overrides = {
         key: (f"--{flag.replace('_', '-')}", getattr(args, flag))

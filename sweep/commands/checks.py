@@ -11,6 +11,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 
 import torch
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from search_spaces import SweepSpec
 from sweep.errors import UsageError
@@ -130,9 +132,6 @@ def _user_function(spec: SweepSpec, key: str, value: str) -> str | Callable:
 
 
 def check_storage_url(url: str) -> None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         parsed = make_url(url)
     except ArgumentError as err:

@@ -90,7 +90,7 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
         flags["training.capture"] = "--capture"
     inputs = load_inputs(spec, flags=flags)
     quiet_library_logs()
-    from sweep.commands.in_process import run_in_process
+    from sweep.commands.in_process import run_in_process  # Optuna, MLflow: input is valid now
 
     plan = RunPlan(spec, inputs, options.study, storage_url, tracking_uri, resuming=True)
     return run_in_process(plan, show_progress=options.show_progress)
