@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,9 +28,12 @@ from trainers.fold_data import FoldData, epoch_orders
 from trainers.manual_backward import loss_and_grad, per_sample_loss
 from trainers.memory import bytes_per_row, max_step_rows
 from trainers.stacked_mlp import StackedMLP
-from trainers.stacked_optim import StackedOptimizer
+from trainers.stacked_optim import StackedOptimizer, keep_stack_rows
 from trainers.step_capture import CompiledStep, compute_dtype
 from trainers.train_config import CVResult, EpochReport, TrainConfig, TrainingDiverged
+
+if TYPE_CHECKING:
+    from trainers.module_engine import ModuleFoldData
 
 # on_epoch(trial_index, report) -> False stops that trial; True (or None) lets it go on.
 StackCallback = Callable[[int, EpochReport], "bool | None"]
@@ -59,7 +63,7 @@ def stack_key(config: TrainConfig, data: FoldData) -> tuple:
     )
 
 
-def resolved_batch_size(config: TrainConfig, data: FoldData) -> int:
+def resolved_batch_size(config: TrainConfig, data: FoldData | ModuleFoldData) -> int:
     """The batch size actually used: ``None`` and sizes above the largest fold mean full-batch."""
     n_max = max(data.train_sizes)
     return n_max if config.batch_size is None else min(config.batch_size, n_max)
@@ -342,24 +346,10 @@ class _StackRun:
         if not keep:
             self.live = []
             return
-        n_folds = self.n_folds
-        row_index = torch.tensor(
-            [position * n_folds + fold for position in keep for fold in range(n_folds)],
-            device=self.flat.device,
+        _rows, new_flat, self.optimizers = keep_stack_rows(
+            self.flat, self.optimizers, keep, self.n_folds
         )
-        survivors = [self.live[position] for position in keep]
-        new_flat = self.flat[row_index].clone()
-        # Re-cut each optimizer's block; the survivors keep their optimizer state.
-        start_old, start_new, kept_optimizers = 0, 0, []
-        for optimizer in self.optimizers:
-            rows = optimizer.flat.shape[0]
-            local = row_index[(row_index >= start_old) & (row_index < start_old + rows)] - start_old
-            if len(local):
-                optimizer.keep_rows(local, new_flat[start_new : start_new + len(local)])
-                kept_optimizers.append(optimizer)
-                start_new += len(local)
-            start_old += rows
-        self.flat, self.optimizers, self.live = new_flat, kept_optimizers, survivors
+        self.flat, self.live = new_flat, [self.live[position] for position in keep]
         self._train_loss_sum = torch.zeros(new_flat.shape[0], device=new_flat.device)
 
     def peak_memory(self) -> tuple[int, str]:

@@ -32,7 +32,6 @@ from trainers.module_engine import (
     prepare_module_folds,
     train_module_stack,
 )
-from trainers.module_engine import resolved_batch_size as module_batch_size
 from trainers.module_engine import stack_key as module_stack_key
 from trainers.stacked_mlp import MLPConfig, build_mlp
 from trainers.train_config import EpochReport, TrainConfig
@@ -69,9 +68,7 @@ class TrainingProblem:
         return self.data.train_sizes
 
     def resolved_batch_size(self, config: TrainConfig) -> int:
-        if self.fast:
-            return resolved_batch_size(config, self.data)
-        return module_batch_size(config, self.data)
+        return resolved_batch_size(config, self.data)
 
     def stack_key(self, config: TrainConfig) -> tuple:
         """Configs with equal keys train in one stack."""

@@ -248,3 +248,26 @@ def _adam(
     bias_correction2_sqrt = torch.expm1(step * math.log(beta2)).neg_().sqrt_()
     denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(ADAM_EPS)
     flat.add_(negative_step_size * (exp_avg / denom))
+
+
+def keep_stack_rows(
+    flat: Tensor, optimizers: list[StackedOptimizer], keep: list[int], n_folds: int
+) -> tuple[Tensor, Tensor, list[StackedOptimizer]]:
+    """The stack of the trials at positions ``keep`` (each ``n_folds`` rows of ``flat``):
+    ``(row_index, new_flat, optimizers)``. Each optimizer's block is re-cut, so the surviving
+    rows keep their optimizer state; an optimizer left with no row is dropped."""
+    row_index = torch.tensor(
+        [position * n_folds + fold for position in keep for fold in range(n_folds)],
+        device=flat.device,
+    )
+    new_flat = flat[row_index].clone()
+    start_old, start_new, kept = 0, 0, []
+    for optimizer in optimizers:
+        rows = optimizer.flat.shape[0]
+        local = row_index[(row_index >= start_old) & (row_index < start_old + rows)] - start_old
+        if len(local):
+            optimizer.keep_rows(local, new_flat[start_new : start_new + len(local)])
+            kept.append(optimizer)
+            start_new += len(local)
+        start_old += rows
+    return row_index, new_flat, kept

@@ -114,7 +114,7 @@ def measure_noise(
 
 
 def sweep_outcome(
-    plan: RunPlan, sink: TrackingSink, study: optuna.Study, report: StudyReport, **measured: Any
+    plan: RunPlan, sink: TrackingSink, report: StudyReport, **measured: Any
 ) -> SweepOutcome:
     """What a sweep did, for its caller: ``measured`` holds ``trials_run`` and the timing or the
     workers' exit codes."""
@@ -124,7 +124,7 @@ def sweep_outcome(
         tracking_uri=plan.tracking_uri,
         experiment_id=sink.experiment_id,
         parent_run_id=sink.parent_run_id or "",
-        counted_trials=counted_trials(study),
+        counted_trials=report.snapshot.counted,
         budget=plan.spec.budget.trials,
         report=report,
         **measured,

@@ -77,20 +77,21 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
                 report = close_study(
                     study, sink, status, spec=spec, problem=problem, final_params=final_params
                 )
-    ran = counted_trials(study) - done
+    counted = report.snapshot.counted  # the study as the report read it, at the end
+    ran = counted - done
     seconds = time.perf_counter() - started
     if not show_progress:  # a worker of a launcher, which prints the summary itself
         say(f"worker done: {ran} trial(s) in {seconds:.1f} s.")
     elif stop.requested:
         say(
-            f"\nStopped by {stop.requested}: {counted_trials(study)}/{spec.budget.trials} trials "
+            f"\nStopped by {stop.requested}: {counted}/{spec.budget.trials} trials "
             f"done, every finished trial is saved. Resume with the same command, or with\n"
             f"  sweep worker --study {plan.study_name} --storage {plan.storage_url}"
         )
     else:
         print_summary(report, ran=ran, seconds=seconds, training_seconds=clock.seconds)
     return sweep_outcome(
-        plan, sink, study, report, trials_run=ran, seconds=seconds, training_seconds=clock.seconds
+        plan, sink, report, trials_run=ran, seconds=seconds, training_seconds=clock.seconds
     )
 
 

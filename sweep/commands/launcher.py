@@ -81,14 +81,15 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
     codes = [process.returncode for process in processes]
     status = end_status(study, spec.budget.trials, stopped=any(codes))
     report = close_study(study, sink, status, spec=spec, problem=plan.inputs.problem())
-    print_summary(report, ran=counted_trials(study) - done, seconds=time.perf_counter() - started)
+    counted = report.snapshot.counted  # the study as the report read it, every worker gone
+    ran = counted - done
+    print_summary(report, ran=ran, seconds=time.perf_counter() - started)
     failed = [code for code in codes if code != 0]
-    if failed and counted_trials(study) < spec.budget.trials:
+    if failed and counted < spec.budget.trials:
         say(f"{len(failed)} worker(s) exited with status {failed}; rerun to resume the study.")
     elif failed:
         say(f"{len(failed)} worker(s) exited with status {failed}; the others met the budget.")
-    ran = counted_trials(study) - done
-    return sweep_outcome(plan, sink, study, report, trials_run=ran, worker_exit_codes=tuple(codes))
+    return sweep_outcome(plan, sink, report, trials_run=ran, worker_exit_codes=tuple(codes))
 
 
 def _forward_to(processes: list[subprocess.Popen]):  # noqa: ANN202 - a signal handler

@@ -4,13 +4,14 @@ the epoch's reports, and the outcome types that say which engine ran and why."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from trainers.engine import StackOutcome
+from trainers.engine import StackOutcome, resolved_batch_size
 from trainers.losses import Metric
 from trainers.module_engine._data import ModuleFoldData
 from trainers.stacked_mlp import MLPConfig
@@ -51,12 +52,6 @@ def stack_key(config: TrainConfig, data: ModuleFoldData) -> tuple:
         config.gamma,
         config.seed,
     )
-
-
-def resolved_batch_size(config: TrainConfig, data: ModuleFoldData) -> int:
-    """The batch size actually used: ``None`` and sizes above the largest fold mean full-batch."""
-    n_max = max(data.train_sizes)
-    return n_max if config.batch_size is None else min(config.batch_size, n_max)
 
 
 def check_configs(configs: list[TrainConfig], data: ModuleFoldData) -> None:
@@ -108,6 +103,15 @@ class RunBase:
         }
         self.epoch_seconds: list[float] = []
         self.outcomes: dict[int, ModuleOutcome] = {}
+
+    def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
+        """The epoch's one host sync; returns a report per live trial (None if it diverged).
+        Subclasses keep ``_train_loss_sum`` (per row, on the device), ``_started`` and
+        ``_evaluate()``."""
+        val_loss, val_metric = self._evaluate()
+        train = self._train_loss_sum / self.fold_steps.repeat(len(self.live))
+        seconds = time.perf_counter() - self._started
+        return self.report_epoch(epoch, train, val_loss, val_metric, seconds)
 
     def report_epoch(
         self, epoch: int, train: Tensor, val: Tensor, metric: Tensor, seconds: float

@@ -21,7 +21,7 @@ from trainers.losses import Loss, Metric
 from trainers.module_engine._data import ModuleFoldData
 from trainers.module_engine._run import RunBase
 from trainers.module_engine._stack import ModuleStack
-from trainers.train_config import EpochReport, TrainConfig
+from trainers.train_config import TrainConfig
 
 
 class SequentialRun(RunBase):
@@ -83,13 +83,6 @@ class SequentialRun(RunBase):
                 loss.backward()
                 optimizer.step()
                 self._train_loss_sum[row] += loss.detach()
-
-    def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
-        """The epoch's one host sync; returns a report per live trial (None if it diverged)."""
-        val_loss, val_metric = self._evaluate()
-        train = self._train_loss_sum / self.fold_steps.repeat(len(self.live))
-        seconds = time.perf_counter() - self._started
-        return self.report_epoch(epoch, train, val_loss, val_metric, seconds)
 
     @torch.no_grad()
     def _evaluate(self) -> tuple[Tensor, Tensor]:

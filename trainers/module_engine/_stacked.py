@@ -24,8 +24,8 @@ from trainers.losses import Loss, Metric
 from trainers.module_engine._data import ModuleFoldData
 from trainers.module_engine._run import RunBase
 from trainers.module_engine._stack import ModuleStack
-from trainers.stacked_optim import StackedOptimizer, update_rows
-from trainers.train_config import EpochReport, TrainConfig
+from trainers.stacked_optim import StackedOptimizer, keep_stack_rows, update_rows
+from trainers.train_config import TrainConfig
 
 # (count, folds): ``count`` samples from each of ``folds`` (None: every fold).
 StepGroup = tuple[int, "tuple[int, ...] | None"]
@@ -166,13 +166,6 @@ class StackedRun(RunBase):
         self._train_loss_sum += loss
         masked_step(self.optimizers, grad, self.alive, active)
 
-    def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
-        """The epoch's one host sync; returns a report per live trial (None if it diverged)."""
-        val_loss, val_metric = self._evaluate()
-        train = self._train_loss_sum / self.fold_steps.repeat(len(self.live))
-        seconds = time.perf_counter() - self._started
-        return self.report_epoch(epoch, train, val_loss, val_metric, seconds)
-
     @torch.no_grad()
     def _evaluate(self) -> tuple[Tensor, Tensor]:
         """Each row's validation loss and metric, in chunks of at most ``max_eval_rows``
@@ -203,27 +196,13 @@ class StackedRun(RunBase):
         if not keep:
             self.live = []
             return
-        n_folds = self.n_folds
-        row_index = torch.tensor(
-            [position * n_folds + fold for position in keep for fold in range(n_folds)],
-            device=self.flat.device,
+        row_index, self.flat, self.optimizers = keep_stack_rows(
+            self.flat, self.optimizers, keep, self.n_folds
         )
-        new_flat = self.flat[row_index].clone()
-        # Re-cut each optimizer's block; the survivors keep their optimizer state.
-        start_old, start_new, kept = 0, 0, []
-        for optimizer in self.optimizers:
-            rows = optimizer.flat.shape[0]
-            local = row_index[(row_index >= start_old) & (row_index < start_old + rows)] - start_old
-            if len(local):
-                optimizer.keep_rows(local, new_flat[start_new : start_new + len(local)])
-                kept.append(optimizer)
-                start_new += len(local)
-            start_old += rows
         self.live = [self.live[position] for position in keep]
-        self.flat, self.optimizers = new_flat, kept
         self.state = {name: value[row_index] for name, value in self.state.items()}
         self.alive = self.alive[row_index]
-        self._train_loss_sum = torch.zeros(new_flat.shape[0], device=new_flat.device)
+        self._train_loss_sum = torch.zeros(self.flat.shape[0], device=self.flat.device)
 
     def final(self) -> tuple[Tensor, dict[str, Tensor]]:
         return self.flat, self.state
