@@ -29,7 +29,7 @@ SWEEP_FLAGS = --space $(SPACE) $(if $(STUDY),--study $(STUDY)) $(if $(TRIALS),--
 	$(if $(DATASET),--dataset $(DATASET)) $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
-.PHONY: help install sweep worker server ui best report compare test lint clean bench bench-gpu
+.PHONY: help install sweep worker server ui best refit report compare test lint clean bench bench-gpu
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ ui: $(STAMP) ## start the MLflow UI on 127.0.0.1 over mlruns/ and print the newe
 
 best: $(STAMP) ## print the best config of STUDY (default: the space's name) as JSON
 	$(BIN)/sweep best --study $(or $(STUDY),$(SPACE)) $(ARGS)
+
+refit: $(STAMP) ## train STUDY's best config on all the data; save mlruns/models/STUDY.pt, log it to MLflow
+	$(BIN)/sweep refit --study $(or $(STUDY),$(SPACE)) $(ARGS)
 
 report: $(STAMP) ## print the batch-size report of STUDY (default: the space's name), write its figures
 	$(BIN)/sweep report --study $(or $(STUDY),$(SPACE))

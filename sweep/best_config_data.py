@@ -122,6 +122,27 @@ class BestConfig:
         )
         return build_mlp(shape[0], self.n_outputs, mlp)
 
+    def load_model(self, path: str | os.PathLike) -> Any:
+        """The model ``sweep refit`` trained and saved at ``path``: :meth:`build_model`'s module
+        holding the saved weights, behind the standardisation it trained with, in eval mode. The
+        file is read with ``torch.load(weights_only=True)``: tensors only, never code.
+
+        Example:
+            >>> model = load_best_config("default").load_model("mlruns/models/default.pt")
+            >>> predictions = model(torch.as_tensor(X_new))
+        """
+        import torch  # only when a model is loaded
+
+        from trainers.refit import FittedModel
+
+        state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: not a state dict (found {type(state).__name__}).")
+        try:
+            return FittedModel.from_state_dict(self.build_model(), state).eval()
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+
     def make_optimizer(self, params: Any) -> Any:
         """A ``torch.optim`` optimizer over ``params`` with the chosen LR and arguments."""
         import torch  # only when an optimizer or scheduler is built

@@ -97,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, help="folder for the files (default: mlruns/reports/STUDY)"
     )
 
+    refit = commands.add_parser(
+        "refit",
+        help="train a study's recommended config on all the data; save and log the model",
+    )
+    refit.add_argument("--study", required=True, help="study name")
+    _storage_flag(refit)
+    _tracking_flag(refit)
+    refit.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="state dict file, .pt or .pth (default: mlruns/models/STUDY.pt)",
+    )
+
     ui_url = commands.add_parser(
         "ui-url", help="print the MLflow UI address of the newest study's runs"
     )
@@ -130,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "refit":
+            return _refit(args)
         return _ui_url(args)
     except UsageError as err:
         print(f"sweep {args.command}: error: {err}", file=sys.stderr)
@@ -210,6 +226,19 @@ def _report(args: argparse.Namespace) -> int:
     from sweep.locations import resolve_storage, resolve_tracking_uri
 
     run_report(
+        args.study,
+        storage_url=resolve_storage(args.storage),
+        tracking_uri=resolve_tracking_uri(args.tracking_uri),
+        output=args.output,
+    )
+    return 0
+
+
+def _refit(args: argparse.Namespace) -> int:
+    from sweep.locations import resolve_storage, resolve_tracking_uri
+    from sweep.models.refit_command import run_refit
+
+    run_refit(
         args.study,
         storage_url=resolve_storage(args.storage),
         tracking_uri=resolve_tracking_uri(args.tracking_uri),
