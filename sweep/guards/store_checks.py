@@ -6,6 +6,7 @@ environment variable) that carried the URL."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import sqlite3
 import urllib.error
@@ -69,7 +70,7 @@ def check_storage_url(url: str, *, source: str = STORAGE_FLAG) -> None:
     """An Optuna storage URL that will work, or a UsageError naming ``source``."""
     try:
         parsed = make_url(url)
-    except ArgumentError as err:
+    except (ArgumentError, ValueError) as err:  # ValueError: a port that is not a number
         raise UsageError(
             f"{source}: {url!r} is not a database URL. Use e.g. sqlite:///mlruns/optuna.db "
             "or postgresql://user@host:5432/dbname."
@@ -96,7 +97,7 @@ def check_tracking_uri(uri: str, *, source: str = TRACKING_FLAG) -> None:
     )
     try:
         parsed = make_url(uri)
-    except ArgumentError as err:
+    except (ArgumentError, ValueError) as err:
         raise unsupported from err
     if parsed.get_backend_name() not in MLFLOW_BACKENDS:
         raise unsupported
@@ -111,7 +112,7 @@ def _check_server(uri: str, source: str) -> None:
             response.read()
     except urllib.error.HTTPError:
         return  # it answered (401 behind basic auth, say): reachable
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
         raise UsageError(
             f"{source}: the MLflow server at {uri} is unreachable ({err}). Start it "
             "(`make server`) or unset MLFLOW_TRACKING_URI to use sqlite:///mlruns/mlflow.db."
@@ -160,13 +161,14 @@ def _check_sqlite(parsed: URL, source: str, *, store: str) -> None:
             f"it, e.g. sqlite:///{path / 'optuna.db'}."
         )
     if not path.exists():
-        for parent in path.parents:
-            if parent.exists() and not parent.is_dir():
-                raise UsageError(
-                    f"{source}: {_shown(parsed)} cannot be created: {parent} is a file, not a "
-                    "folder. Choose another path."
-                )
-        return  # the store creates it
+        folder = next(parent for parent in path.absolute().parents if parent.exists())
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            problem = "is a file, not a folder" if not folder.is_dir() else "is not writable"
+            raise UsageError(
+                f"{source}: {_shown(parsed)} cannot be created: {folder} {problem}. Choose "
+                "another path."
+            )
+        return  # the store creates it (and its folders)
     try:
         connection = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_LOCK_SECONDS
