@@ -104,6 +104,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "preprocess": _keys(PreprocessSpec),
 }
 _RANGE_KEYS = ("low", "high", "log")
+_MAX_SEED = 2**32 - 1
 
 
 class _NoValue:
@@ -255,16 +256,31 @@ def resolve_space_path(name_or_path: str) -> Path:
     if not any(s in text for s in separators) and stem in bundled:
         return PACKAGE_DIR / f"{stem}.yaml"
     path = Path(text).expanduser()
-    if path.is_file():
+    if _is_file(path):
         return path.resolve()
-    problem = "is a directory, not a YAML file" if path.is_dir() else "no such file"
+    problem = "is a directory, not a YAML file" if _is_dir(path) else "no such file"
     raise SpaceError(
-        text,
+        _clip(text),
         None,
         f"{problem}, and not the name of a bundled search space",
         fix=f"{_did_you_mean(stem, bundled)}Bundled spaces: {', '.join(bundled)}. "
         f"Otherwise pass a path to a YAML file (relative paths start at {Path.cwd()}).",
     )
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the system refuses (too long, say)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _display(path: Path) -> str:
@@ -469,7 +485,15 @@ class _Validator:
         self.fail(key, f"must be an integer{at_least}", value, fix)
 
     def seed(self, key: str, value: object) -> int:
-        return self.integer(key, value, minimum=0)
+        seed = self.integer(key, value, minimum=0)
+        if seed > _MAX_SEED:  # NumPy's and scikit-learn's seeds are 32-bit
+            self.fail(
+                key,
+                f"must be an integer from 0 to {_MAX_SEED} (2**32 - 1)",
+                value,
+                "Set {target} to a smaller seed.",
+            )
+        return seed
 
     def number(self, key: str, value: object, bounds: _Bounds = _ANY) -> float:
         number = _as_float(value)
@@ -703,10 +727,10 @@ class _Validator:
             )
         if target.endswith(".py"):
             path = (self.path.parent / Path(target).expanduser()).resolve()
-            if not path.is_file():
+            if not _is_file(path):
                 self.fail(
                     key,
-                    f"names a file that does not exist (looked for {path})",
+                    f"names a file that does not exist (looked for {_clip(str(path))})",
                     value,
                     "Check the path; a relative path starts at the YAML file's directory.",
                 )
@@ -774,11 +798,11 @@ class _Validator:
         overridden = "dataset.source" in self.flags
         base = Path.cwd() if overridden else self.path.parent
         path = (base / Path(source).expanduser()).resolve()
-        if not path.is_file():
+        if not _is_file(path):
             relative_to = "the current directory" if overridden else "the YAML file's directory"
             self.fail(
                 "dataset.source",
-                f"must be an existing CSV file (looked for {path})",
+                f"must be an existing CSV file (looked for {_clip(str(path))})",
                 source,
                 f"Check the path; a relative path starts at {relative_to}.",
             )

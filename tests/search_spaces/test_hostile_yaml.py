@@ -99,6 +99,12 @@ def test_a_huge_value_is_echoed_cut_to_about_200_characters(tmp_path: Path) -> N
     assert "a" * (SHOWN_CHARACTERS - 1) in message and len(message) < 3 * SHOWN_CHARACTERS + 300
 
 
+def test_a_space_path_too_long_for_the_system_is_refused_cut() -> None:
+    with pytest.raises(SpaceError, match="no such file") as caught:
+        load_space("s" * 5000)
+    assert len(str(caught.value)) < 800
+
+
 def test_a_huge_nested_value_is_echoed_cut(tmp_path: Path) -> None:
     path = tmp_path / "nested.yaml"
     hidden = "[" + ", ".join(["[1, 2, 3]"] * 5_000) + "]"

@@ -149,6 +149,11 @@ def test_messages_name_what_carried_the_url(workdir: Path, monkeypatch: pytest.M
         (["--storage", "mysql://root@127.0.0.1/x"], "--storage: mysql://root@127.0.0.1/x needs"),
         (["--tracking-uri", "databricks"], "--tracking-uri: 'databricks' is not supported"),
         (["--folds", "100000"], "--folds: iris: Cannot have number of folds n_folds=100000"),
+        (["--seed", str(2**70)], "--seed (cv.seed) must be an integer from 0 to 4294967295"),
+        (
+            ["--dataset", "d" * 5000 + ".csv", "--target", "y"],  # too long for the system
+            "--dataset (dataset.source) must be an existing CSV file",
+        ),
     ],
 )
 def test_sweep_run_exits_2_naming_the_flag(
