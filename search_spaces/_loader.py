@@ -13,14 +13,14 @@ import difflib
 import json
 import math
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 
+from search_spaces._yaml_reader import YamlRefused, read_bounded_yaml
 from search_spaces.spec import (
     ACTIVATIONS,
     CAPTURE_MODES,
@@ -36,6 +36,8 @@ from search_spaces.spec import (
     SAMPLERS,
     SCHEDULES,
     STANDARDIZE,
+    STUDY_NAME_PATTERN,
+    STUDY_NAME_RULE,
     TASKS,
     BudgetSpec,
     CVSpec,
@@ -50,12 +52,12 @@ from search_spaces.spec import (
     SearchSpec,
     SweepSpec,
     TrainingSpec,
+    is_study_name,
 )
 from trainers.vocabulary import LOSS_NAMES, METRIC_NAMES, MOMENTUM_OPTIMIZERS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SYNTHETIC_ONLY = ("n_samples", "n_features", "noise", "seed")
 _STEP_ONLY = ("step_size", "gamma")
 _CSV_ONLY: dict[str, tuple[str, ...]] = {"categorical": CATEGORICAL_MODES, "missing": MISSING_MODES}
@@ -102,6 +104,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "preprocess": _keys(PreprocessSpec),
 }
 _RANGE_KEYS = ("low", "high", "log")
+_MAX_SEED = 2**32 - 1
 
 
 class _NoValue:
@@ -112,19 +115,53 @@ class _NoValue:
 _NO_VALUE: Any = _NoValue()
 
 
+SHOWN_CHARACTERS = 200  # of a value echoed in a message: a 1 MB value is not printed whole
+
+
 def _show(value: object) -> str:
-    """Render a value the way it would be written in YAML (true, null, 'text', [1, 2])."""
+    """Render a value the way it would be written in YAML (true, null, 'text', [1, 2]), cut
+    after about SHOWN_CHARACTERS characters."""
+    pieces: list[str] = []
+    length = 0
+    for piece in _pieces(value, depth=0):
+        pieces.append(piece)
+        length += len(piece)
+        if length > SHOWN_CHARACTERS:
+            return _clip("".join(pieces))
+    return "".join(pieces)
+
+
+def _pieces(value: object, depth: int) -> Iterator[str]:
+    """``value`` as YAML, piece by piece, so that a huge one is never rendered whole."""
     if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
-    return repr(value)
+        yield "null"
+    elif isinstance(value, bool):
+        yield "true" if value else "false"
+    elif isinstance(value, str):
+        yield repr(value[: SHOWN_CHARACTERS + 1])
+    elif depth > 8 and isinstance(value, (list, tuple, Mapping)):
+        yield "..."
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for i, item in enumerate(value):
+            yield ", " if i else ""
+            yield from _pieces(item, depth + 1)
+        yield "]"
+    elif isinstance(value, Mapping):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield f"{', ' if i else ''}{_clip(str(key))}: "
+            yield from _pieces(item, depth + 1)
+        yield "}"
+    else:
+        yield _clip(repr(value))
+
+
+def _clip(text: str) -> str:
+    """``text``, or its first SHOWN_CHARACTERS characters and a note that it was cut."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[:SHOWN_CHARACTERS]}... (cut at {SHOWN_CHARACTERS} characters)"
 
 
 class SpaceError(ValueError):
@@ -219,16 +256,31 @@ def resolve_space_path(name_or_path: str) -> Path:
     if not any(s in text for s in separators) and stem in bundled:
         return PACKAGE_DIR / f"{stem}.yaml"
     path = Path(text).expanduser()
-    if path.is_file():
+    if _is_file(path):
         return path.resolve()
-    problem = "is a directory, not a YAML file" if path.is_dir() else "no such file"
+    problem = "is a directory, not a YAML file" if _is_dir(path) else "no such file"
     raise SpaceError(
-        text,
+        _clip(text),
         None,
         f"{problem}, and not the name of a bundled search space",
         fix=f"{_did_you_mean(stem, bundled)}Bundled spaces: {', '.join(bundled)}. "
         f"Otherwise pass a path to a YAML file (relative paths start at {Path.cwd()}).",
     )
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the system refuses (too long, say)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _display(path: Path) -> str:
@@ -240,12 +292,11 @@ def _display(path: Path) -> str:
 
 def _read_yaml(path: Path, source: str) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_bounded_yaml(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(source, None, f"cannot be read ({exc})", fix="Check the path.") from exc
-    try:
-        raw = yaml.safe_load(text)
-        _reject_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), source)
+    except YamlRefused as exc:
+        raise SpaceError(source, exc.key, exc.rule, fix=exc.fix) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -256,7 +307,7 @@ def _read_yaml(path: Path, source: str) -> dict[str, Any]:
         raise SpaceError(
             source,
             None,
-            f"is not valid YAML{where}: {problem}",
+            f"is not valid YAML{where}: {_clip(problem)}",
             fix="Fix the syntax there (check indentation, colons and brackets).",
         ) from exc
     if raw is None:
@@ -276,29 +327,6 @@ def _read_yaml(path: Path, source: str) -> dict[str, Any]:
             fix="Start from search_spaces/default.yaml.",
         )
     return raw
-
-
-def _reject_duplicate_keys(node: yaml.Node | None, source: str, prefix: str = "") -> None:
-    """A key written twice silently keeps only the last value: report it instead."""
-    if isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _reject_duplicate_keys(item, source, prefix)
-    if not isinstance(node, yaml.MappingNode):
-        return
-    seen: dict[str, int] = {}
-    for key_node, value_node in node.value:
-        key = str(key_node.value)
-        dotted = f"{prefix}.{key}" if prefix else key
-        line = key_node.start_mark.line + 1
-        if key in seen and key != "<<":
-            raise SpaceError(
-                source,
-                dotted,
-                f"is written twice (lines {seen[key]} and {line}); only the last would count",
-                fix="Remove one of them.",
-            )
-        seen[key] = line
-        _reject_duplicate_keys(value_node, source, dotted)
 
 
 def _apply_overrides(
@@ -457,7 +485,15 @@ class _Validator:
         self.fail(key, f"must be an integer{at_least}", value, fix)
 
     def seed(self, key: str, value: object) -> int:
-        return self.integer(key, value, minimum=0)
+        seed = self.integer(key, value, minimum=0)
+        if seed > _MAX_SEED:  # NumPy's and scikit-learn's seeds are 32-bit
+            self.fail(
+                key,
+                f"must be an integer from 0 to {_MAX_SEED} (2**32 - 1)",
+                value,
+                "Set {target} to a smaller seed.",
+            )
+        return seed
 
     def number(self, key: str, value: object, bounds: _Bounds = _ANY) -> float:
         number = _as_float(value)
@@ -482,9 +518,14 @@ class _Validator:
         """A non-empty YAML list without repeated items."""
         if not isinstance(value, list) or not value:
             self.fail(key, "must be a non-empty list", value, f"Write e.g. {example}.")
-        repeated = sorted({_show(v) for v in value if value.count(v) > 1})
-        if repeated:
-            self.fail(key, "must not repeat values", value, f"Remove the repeated {repeated[0]}.")
+        seen: set[object] = set()
+        for item in value:  # one pass: a list of 200,000 items takes no time
+            marker = item if isinstance(item, Hashable) else _show(item)
+            if marker in seen:
+                self.fail(
+                    key, "must not repeat values", value, f"Remove the repeated {_show(item)}."
+                )
+            seen.add(marker)
         return value
 
     def float_param(
@@ -550,15 +591,12 @@ class _Validator:
         value = raw.get("name")
         from_stem = value is None
         name = self.path.stem if from_stem else value
-        if isinstance(name, str) and _NAME_RE.match(name):
+        if is_study_name(name):
             return name
-        fix = (
-            "Use letters, digits, '_', '.' or '-' (starting with a letter or digit), "
-            "at most 64 characters."
-        )
+        fix = f"Use {STUDY_NAME_RULE}."
         if from_stem:
             fix = f"The file name is not a valid study name; add a 'name:' line. {fix}"
-        self.fail("name", "must be a study name matching " + _NAME_RE.pattern, name, fix)
+        self.fail("name", "must be a study name matching " + STUDY_NAME_PATTERN, name, fix)
 
     def dataset(self, raw: Mapping[str, Any]) -> DatasetSpec:
         m = self.section(raw, "dataset", required=True)
@@ -689,10 +727,10 @@ class _Validator:
             )
         if target.endswith(".py"):
             path = (self.path.parent / Path(target).expanduser()).resolve()
-            if not path.is_file():
+            if not _is_file(path):
                 self.fail(
                     key,
-                    f"names a file that does not exist (looked for {path})",
+                    f"names a file that does not exist (looked for {_clip(str(path))})",
                     value,
                     "Check the path; a relative path starts at the YAML file's directory.",
                 )
@@ -760,11 +798,11 @@ class _Validator:
         overridden = "dataset.source" in self.flags
         base = Path.cwd() if overridden else self.path.parent
         path = (base / Path(source).expanduser()).resolve()
-        if not path.is_file():
+        if not _is_file(path):
             relative_to = "the current directory" if overridden else "the YAML file's directory"
             self.fail(
                 "dataset.source",
-                f"must be an existing CSV file (looked for {path})",
+                f"must be an existing CSV file (looked for {_clip(str(path))})",
                 source,
                 f"Check the path; a relative path starts at {relative_to}.",
             )

@@ -6,6 +6,7 @@ dataclasses, never the raw YAML. :func:`search_spaces.load_space` is the only pr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -28,6 +29,18 @@ NAMED_DATASETS = ("synthetic", "diabetes", "breast_cancer", "digits", "wine", "i
 # Not in the trainers' vocabulary yet: trainers.data keeps the same two tuples.
 CATEGORICAL_MODES = ("error", "onehot")
 MISSING_MODES = ("error", "drop_rows")
+# A study's name, wherever it comes from (YAML name, --study, study=): it names folders, so no
+# path separator, no leading dot, and short.
+STUDY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+STUDY_NAME_RULE = (
+    "letters, digits, '_', '.' or '-' (starting with a letter or digit), at most 64 characters"
+)
+
+
+def is_study_name(name: object) -> bool:
+    """True when ``name`` may name a study (see STUDY_NAME_PATTERN); a trailing newline too is
+    refused, which ``re.match`` with ``$`` would let through."""
+    return isinstance(name, str) and re.fullmatch(STUDY_NAME_PATTERN, name) is not None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from search_spaces import SpaceError, load_space_mapping, read_space
 from sweep.best_config_data import BestConfig
 from sweep.cli import OVERRIDE_FLAGS
 from sweep.errors import UsageError
+from sweep.guards.study_names import check_study_name
 from sweep.outcome import SweepOutcome
 from trainers.user_code import UserCodeError, reference_of
 
@@ -65,6 +66,7 @@ def run_sweep(
     file. Bad input raises :class:`~sweep.errors.UsageError` with the message ``sweep run``
     prints, before anything is created.
     """
+    check_study_name(study, flag="run_sweep(study=...):")
     unknown = sorted(set(settings) - set(OVERRIDE_FLAGS))
     if unknown:
         raise UsageError(

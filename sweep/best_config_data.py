@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 # torch-free, like this module: torch loads only when an optimizer or scheduler is built
+from sweep.guards.safe_files import write_atomically as write_atomically  # public: best_config
 from sweep.lr_scaling import scaled_lr
 from trainers.vocabulary import OPTIMIZERS
 
@@ -205,19 +204,6 @@ def dumps(config: BestConfig, fmt: str) -> str:
 
         return yaml.safe_dump(data, sort_keys=False)
     return json.dumps(data, indent=2) + "\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as tmp:
-            tmp.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def read_config_file(path: Path) -> BestConfig:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sweep.errors import UsageError
+from sweep.guards.study_names import check_study_name
 
 # flag -> dotted key of the search-space YAML it overrides
 OVERRIDE_FLAGS = {
@@ -136,6 +137,7 @@ def _tracking_flag(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_study_name(getattr(args, "study", None))  # before any store or heavy library
         if args.command == "run":
             return _run(args)
         if args.command == "best":
@@ -155,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sweep.commands.run import RunOptions, run_sweep  # each command loads what it needs
+    from search_spaces import SpaceError, load_space
+    from sweep.guards.gpus import parse_gpus
 
     overrides = {
         key: (f"--{flag.replace('_', '-')}", getattr(args, flag))
@@ -164,38 +167,28 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.seed is not None:  # one seed for the split, weights, shuffles and the sampler
         overrides["sampler.seed"] = ("--seed", args.seed)
+    try:  # a bad space is refused in milliseconds, before torch, Optuna and MLflow load
+        spec = load_space(args.space, overrides=overrides)
+    except SpaceError as err:
+        raise UsageError(str(err)) from err
+    gpus = parse_gpus(args.gpus)
+    from sweep.commands.run import RunOptions, run_sweep  # each command loads what it needs
+
     outcome = run_sweep(
         RunOptions(
             space=args.space,
+            spec=spec,
             study=args.study,
             overrides=overrides,
             storage=args.storage,
             tracking_uri=args.tracking_uri,
             workers=args.workers,
-            gpus=_gpu_list(args.gpus),
+            gpus=gpus,
         )
     )
     if outcome.counted_trials < outcome.budget and any(outcome.worker_exit_codes):
         return 1  # workers died and the budget is not met: resume
     return 0
-
-
-def _gpu_list(text: str | None) -> tuple[int, ...]:
-    if text is None:
-        return ()
-    if text == "all":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--gpus all: no CUDA device is visible. Use --workers N on the CPU.")
-        return tuple(range(torch.cuda.device_count()))
-    try:
-        gpus = tuple(int(part) for part in text.split(","))
-    except ValueError as err:
-        raise UsageError(f"--gpus {text!r}: use 'all' or indices like 0,1.") from err
-    if any(gpu < 0 for gpu in gpus) or len(set(gpus)) != len(gpus):
-        raise UsageError(f"--gpus {text!r}: indices must be distinct and >= 0.")
-    return gpus
 
 
 def _worker(args: argparse.Namespace) -> int:

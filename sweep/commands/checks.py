@@ -1,21 +1,19 @@
 """The checks every command makes before it creates anything: the stores' URLs, the data set, its
 folds, the device, and the user's model, loss and metric (loaded and tried on two samples). Each
-failure is a UsageError naming the flag or file, the key, the rule and the value."""
+failure is a UsageError naming the flag or file, the key, the rule and the value. The stores'
+checks live in :mod:`sweep.guards.store_checks` and are re-exported here."""
 
 from __future__ import annotations
 
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 
 import torch
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from search_spaces import SweepSpec
 from sweep.errors import UsageError
+from sweep.guards.store_checks import check_storage_url, check_tracking_uri
 from sweep.outcome import Inputs
 from sweep.study.trial_params import builtin_mlp
 from trainers import DataError, DeviceError, load_dataset, make_folds, resolve_device
@@ -24,6 +22,8 @@ from trainers.device import check_capture, check_precision
 from trainers.factory_data import check_model, load_factory_dataset
 from trainers.problem import ModelChoice, check_loss_and_metric, n_outputs_of, uses_fast_engine
 from trainers.user_code import UserCodeError, load_callable
+
+__all__ = ["check_storage_url", "check_tracking_uri", "load_inputs", "quiet_library_logs"]
 
 
 def load_inputs(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> Inputs:
@@ -54,12 +54,15 @@ def load_inputs(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> I
                 categorical=spec.dataset.categorical,
                 missing=spec.dataset.missing,
             )
-        folds = make_folds(
-            dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed
-        )
     except DataError as err:
         key = "dataset.factory: " if spec.dataset.factory is not None else ""
         raise UsageError(f"{spec.path}: {key}{err}") from err
+    try:
+        folds = make_folds(
+            dataset, n_folds=spec.cv.folds, stratify=spec.cv.stratify, seed=spec.cv.seed
+        )
+    except DataError as err:  # --folds 100000 names --folds, not the YAML file
+        raise UsageError(f"{where('cv.folds')}: {err}") from err
     try:
         device = resolve_device(spec.training.device)
     except DeviceError as err:
@@ -129,43 +132,6 @@ def _user_function(spec: SweepSpec, key: str, value: str) -> str | Callable:
         return load_callable(value)
     except UserCodeError as err:
         raise UsageError(f"{spec.path}: {key}: {err}") from err
-
-
-def check_storage_url(url: str) -> None:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as err:
-        raise UsageError(
-            f"--storage / $SWEEP_STORAGE: {url!r} is not a database URL. Use e.g. "
-            "sqlite:///mlruns/optuna.db or postgresql://user@host:5432/dbname."
-        ) from err
-    if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql"):
-        raise UsageError(
-            f"--storage / $SWEEP_STORAGE: backend {parsed.get_backend_name()!r} in {url!r} is not "
-            "supported. Use sqlite:///PATH or postgresql://... ."
-        )
-
-
-def check_tracking_uri(uri: str) -> None:
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
-                response.read()
-        except urllib.error.HTTPError:
-            return  # it answered (401 behind basic auth, say): reachable
-        except (urllib.error.URLError, OSError) as err:
-            raise UsageError(
-                f"--tracking-uri / $MLFLOW_TRACKING_URI: the MLflow server at {uri} is unreachable "
-                f"({err}). Start it (`make server`) or unset MLFLOW_TRACKING_URI to use "
-                "sqlite:///mlruns/mlflow.db."
-            ) from err
-        return
-    if not uri.startswith(("sqlite:///", "postgresql://", "mysql://", "databricks")):
-        raise UsageError(
-            f"--tracking-uri / $MLFLOW_TRACKING_URI: {uri!r} is not supported. MLflow 3 needs a "
-            "database store (sqlite:///mlruns/mlflow.db) or a tracking server (http://host:5000); "
-            "the old ./mlruns file store is refused."
-        )
 
 
 def quiet_library_logs() -> None:

@@ -17,6 +17,7 @@ from sweep.commands.checks import (
 )
 from sweep.commands.finish import measure_noise
 from sweep.errors import UsageError
+from sweep.guards.safe_files import write_into
 from sweep.report import console
 from sweep.report.build import StudyReport, build_report
 from sweep.report.files import CSV_FILE, copy_files, write_report
@@ -58,9 +59,8 @@ def run_report(
         staged = Path(staging)
         names = write_report(report, sink, staged)
         copy_files(staged, [CSV_FILE, *[n for n in names if n.endswith(".png")]], folder)
-        (folder / "batch_size_report.json").write_text(
-            json.dumps(report.as_dict(), indent=2) + "\n"
-        )
+        report_json = json.dumps(report.as_dict(), indent=2) + "\n"
+        write_into(folder, "batch_size_report.json", report_json)
         print(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")
     if sink is not None:
         sink.drain()

@@ -12,14 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from search_spaces import CAPTURE_MODES, SpaceError, SweepSpec, load_space
-from sweep.commands.checks import (
-    check_storage_url,
-    check_tracking_uri,
-    load_inputs,
-    quiet_library_logs,
-)
+from sweep.commands.checks import load_inputs, quiet_library_logs
 from sweep.errors import UsageError
-from sweep.locations import resolve_storage, resolve_tracking_uri
+from sweep.guards.store_checks import checked_stores
+from sweep.guards.study_names import check_study_name
 from sweep.outcome import RunPlan, SweepOutcome
 
 
@@ -53,6 +49,7 @@ def run_sweep(options: RunOptions) -> SweepOutcome:
     """Validate, then run the study to its budget. Raises UsageError on any bad input."""
     if options.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {options.workers}.")
+    check_study_name(options.study)
     plan = plan_run(options)
     quiet_library_logs()
     # Optuna, MLflow and matplotlib load only once the input is known to be valid.
@@ -69,10 +66,8 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
     """Join a study in shared storage and run trials until its budget is met by all workers."""
     from sweep.study.resume import load_spec  # Optuna: off the start-up path of other commands
 
-    storage_url = resolve_storage(options.storage)
-    tracking_uri = resolve_tracking_uri(options.tracking_uri)
-    check_storage_url(storage_url)
-    check_tracking_uri(tracking_uri)
+    check_study_name(options.study)
+    storage_url, tracking_uri = checked_stores(options.storage, options.tracking_uri)
     spec = load_spec(storage_url, options.study)
     # Workers sharing a study must not draw the same sequence of trials from the same seed.
     worker_seed = int.from_bytes(os.urandom(4), "big")
@@ -105,10 +100,7 @@ def plan_run(options: RunOptions) -> RunPlan:
         raise UsageError(str(err)) from err
     flags = {key: flag for key, (flag, _value) in options.overrides.items()}
     inputs = load_inputs(spec, flags=flags)
-    storage_url = resolve_storage(options.storage)
-    tracking_uri = resolve_tracking_uri(options.tracking_uri)
-    check_storage_url(storage_url)
-    check_tracking_uri(tracking_uri)
+    storage_url, tracking_uri = checked_stores(options.storage, options.tracking_uri)
     study_name = options.study or spec.name
     from sweep.study.resume import check_resumable  # Optuna: loaded once the input is valid
 

@@ -6,9 +6,9 @@ call. ``sweep report`` also copies the folder to its output folder.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
+from sweep.guards.safe_files import copy_into
 from sweep.report.build import StudyReport
 from sweep.report.figures import close_all, report_figures
 from sweep.report.rows import rows_as_csv
@@ -45,6 +45,6 @@ def write_report_files(folder: Path, report: StudyReport) -> list[str]:
 
 
 def copy_files(source: Path, names: list[str], destination: Path) -> None:
-    destination.mkdir(parents=True, exist_ok=True)
+    """Copy each file into ``destination``, never through a symlink planted there."""
     for name in names:
-        shutil.copyfile(source / name, destination / name)
+        copy_into(source / name, destination, name)
