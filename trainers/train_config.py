@@ -82,6 +82,8 @@ class CVResult:
     peak_memory_bytes: int = 0  # the stack's peak device memory (see memory_kind)
     memory_kind: str = "estimate"  # "cuda peak allocated", or "estimate" (tensor sizes) elsewhere
     final_params: Any = None  # torch.Tensor (n_folds, n_params): each fold model's last weights
+    # the same after the first epoch, for a noise scale measured early too (None for 1 epoch)
+    early_params: Any = None
 
     @property
     def fold_val_loss(self) -> np.ndarray:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 import time
 
-import torch
-
 from sweep.commands.finish import close_study, end_status, reap, sweep_outcome
 from sweep.commands.gc_freeze import frozen_heap
 from sweep.commands.stores import open_stores
@@ -52,7 +50,6 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         best=cv_loss(best) if best is not None else math.inf,
     )
     status = "FAILED"  # until the loop ends normally
-    final_params: dict[int, torch.Tensor] = {}  # trials trained here: no retraining for the report
     clock = TrainingClock()
     with GracefulStop() as stop:
         try:
@@ -64,7 +61,6 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
                     sink,
                     on_trial_end=progress,
                     stop=stop,
-                    final_params=final_params,
                     clock=clock,
                 )
             status = end_status(study, spec.budget.trials, stopped=stop.requested is not None)
@@ -74,9 +70,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         finally:
             progress.close()
             with stop.shielded():
-                report = close_study(
-                    study, sink, status, spec=spec, problem=problem, final_params=final_params
-                )
+                report = close_study(study, sink, status)
     counted = report.snapshot.counted  # the study as the report read it, at the end
     ran = counted - done
     seconds = time.perf_counter() - started
