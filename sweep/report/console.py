@@ -57,7 +57,9 @@ def batch_size_table(rows: list[BatchSizeRow], choice: BatchSizeChoice | None) -
         )
     kinds = {row.memory_kind for row in rows}
     lines.append(
-        "cv loss: mean ± std over folds; gap: validation - training loss of the best trial; "
+        "cv loss: mean ± std over folds; gap: validation - training loss of the best trial "
+        "(the training loss is the epoch's mean batch loss: the gap is below 0 when validation "
+        "is lower); "
         "s/epoch: each trial's share of its stack; memory: "
         + (
             "CUDA peak allocated"

@@ -254,10 +254,10 @@ def record_gradient_noise(
             session.record.gradient_noise_note = "out of device memory measuring it"
         return
     for (session, stage, epoch), scale in zip(stages, scales):
-        session.record.gradient_noise.append(_noise_attr(scale, stage=stage, epoch=epoch))
+        session.record.gradient_noise.append(noise_attr(scale, stage=stage, epoch=epoch))
 
 
-def _noise_attr(scale: NoiseScale, *, stage: str, epoch: int) -> dict[str, Any]:
+def noise_attr(scale: NoiseScale, *, stage: str, epoch: int) -> dict[str, Any]:
     """A measurement as the record stores it (JSON: non-finite numbers as None)."""
 
     def plain(value: Any) -> Any:
