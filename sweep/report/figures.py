@@ -74,7 +74,7 @@ def _score_figure(
     axis.set_title(_left_out("CV score vs batch size", left_out), fontsize=10)
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
-    figure.subplots_adjust(left=0.11, right=0.98, bottom=0.11, top=0.93)
+    figure.subplots_adjust(left=0.11, right=0.98, bottom=0.11, top=0.89 if left_out else 0.93)
     return figure
 
 
