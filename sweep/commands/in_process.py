@@ -26,7 +26,6 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     started = time.perf_counter()  # the sweep's own work (stores, Optuna, MLflow, report) too
     spec = plan.spec
     tune_sqlite_connections()
-    problem = plan.inputs.problem()
     study, sink = open_stores(plan)
     fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
     reap(study, sink)
@@ -57,7 +56,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
                 run_trials(
                     study,
                     spec,
-                    problem,
+                    plan.inputs.problem(),  # the data on the device: only with trials to run
                     sink,
                     on_trial_end=progress,
                     stop=stop,

@@ -140,6 +140,13 @@ def test_report_columns_match_values_computed_by_hand(workdir: Path) -> None:
     recommended, _choice = recommended_trial(study.trials)
     readings = noise_readings(recommended)
     assert [(r.stage, r.epoch) for r in readings] == [("early", 1), ("end", 5)]
+    # ... and on each trial that ended as the best of its batch size so far, on no other
+    for trial in study.trials:
+        size = trial.params["batch_size"]
+        earlier = [t.value for t in study.trials if t.number < trial.number and t.params["batch_size"] == size]  # fmt: skip
+        assert bool(record_of(trial).gradient_noise) == (
+            trial.value <= min(earlier, default=math.inf)
+        )
     end = readings[-1]
     if end.measurable:
         low, high = end.interval
