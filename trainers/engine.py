@@ -188,12 +188,13 @@ class _StackRun:
         self.outcomes: dict[int, StackOutcome] = {}
         self._train_loss_sum = torch.zeros(self.flat.shape[0], device=device)
         self._started = 0.0
-        self._early: tuple[Tensor, list[int]] | None = None  # weights after epoch 1, live then
+        # fold 0's weights after epoch 1, one row per trial live then, and those trials
+        self._early: tuple[Tensor, list[int]] | None = None
 
     def keep_early_params(self) -> None:
-        """Keep a copy of the weights after the first epoch (one copy of the flat tensor), so the
-        gradient noise scale can be measured early in training as well as at its end."""
-        self._early = (self.flat.clone(), list(self.live))
+        """Keep a copy of each trial's fold-0 weights after the first epoch, so the gradient
+        noise scale can be measured early in training as well as at its end."""
+        self._early = (self.flat[:: self.n_folds].clone(), list(self.live))
 
     def _optimizers(self) -> list[StackedOptimizer]:
         optimizers, start = [], 0
@@ -409,9 +410,8 @@ class _StackRun:
     def _early_rows(self, index: int) -> Tensor | None:
         if self._early is None:
             return None
-        flat, live = self._early
-        position = live.index(index)
-        return flat[position * self.n_folds : (position + 1) * self.n_folds]
+        fold_zero, live = self._early
+        return fold_zero[live.index(index)]
 
 
 @torch.no_grad()

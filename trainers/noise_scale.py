@@ -151,21 +151,24 @@ def fold_noise_scales(
     device = data.device
     generator = torch.Generator(device=device).manual_seed(seed)
     n_models = params.shape[0]
-    copies = params.detach().to(device=device, dtype=torch.float32).repeat_interleave(draws, dim=0)
+    params = params.detach().to(device=device, dtype=torch.float32)
+    # a (model, draw) pair per row of a step: its weights and gradient, and its batch's activations
+    row_bytes = 3 * model.n_params * 4
 
     def sq_norms(batch: int) -> Tensor:
         """(n_models, draws): the squared norm of each draw's mean gradient."""
         picks = rows[torch.randint(size, (draws, batch), generator=generator, device=device)]
         picks = picks.repeat(n_models, 1)  # every row sees the same batches
-        per_step = max(1, MAX_STEP_BYTES // (batch * bytes_per_row(model)))
+        per_step = max(1, MAX_STEP_BYTES // (batch * bytes_per_row(model) + row_bytes))
         norms = []
-        for start in range(0, copies.shape[0], per_step):
-            part = slice(start, start + per_step)
+        for start in range(0, n_models * draws, per_step):
+            part = slice(start, min(start + per_step, n_models * draws))
             chosen = picks[part]
             weight = torch.full(chosen.shape, 1 / batch, device=device)
+            which = torch.arange(part.start, part.stop, device=device) // draws
             _, grad = loss_and_grad(
                 model,
-                copies[part],
+                params[which],
                 data.inputs[chosen],
                 data.targets[chosen],
                 weight,

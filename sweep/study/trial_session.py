@@ -239,7 +239,7 @@ def record_gradient_noise(
     for session, result in candidates.values():
         epochs = session.config.epochs
         if result.early_params is not None:
-            rows.append(result.early_params[0])
+            rows.append(result.early_params)
             stages.append((session, "early", 1))
         rows.append(result.final_params[0])
         stages.append((session, "end", epochs))

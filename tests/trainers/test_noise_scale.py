@@ -8,6 +8,7 @@ tr Σ = 4((d + 1)|r|² + σ² d), hence B_simple = ((d + 1)|r|² + σ² d) / |r|
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -134,5 +135,19 @@ def test_the_engine_keeps_the_weights_of_the_first_epoch() -> None:
     two = train_folds(data, config(2))
     one = train_folds(data, config(1))
     assert one.early_params is None  # the first epoch is the end
-    torch.testing.assert_close(two.early_params, one.final_params)
-    assert not torch.equal(two.early_params, two.final_params)
+    torch.testing.assert_close(two.early_params, one.final_params[0])  # fold 0's
+    assert not torch.equal(two.early_params, two.final_params[0])
+
+
+def test_each_trial_of_a_stack_keeps_its_own_first_epoch() -> None:
+    from trainers import train_stack
+
+    data = _diabetes_folds()
+    configs = [
+        TrainConfig(batch_size=32, epochs=2, optimizer=OptimizerConfig(name, lr), seed=4)
+        for name, lr in (("sgd", 0.05), ("adam", 1e-2), ("sgd", 0.01))
+    ]
+    outcomes = train_stack(data, configs)
+    for config, outcome in zip(configs, outcomes):
+        alone = train_folds(data, dataclasses.replace(config, epochs=1))
+        torch.testing.assert_close(outcome.result.early_params, alone.final_params[0])
