@@ -120,6 +120,8 @@ def train_stack(
     run = _StackRun(data, list(configs), max_rows=max_rows)
     for epoch in range(run.epochs):
         run.train_epoch(epoch)
+        if epoch == 0 and run.epochs > 1:
+            run.keep_early_params()
         for index, report in run.read_epoch(epoch):
             if report is None:
                 continue
@@ -186,6 +188,13 @@ class _StackRun:
         self.outcomes: dict[int, StackOutcome] = {}
         self._train_loss_sum = torch.zeros(self.flat.shape[0], device=device)
         self._started = 0.0
+        # fold 0's weights after epoch 1, one row per trial live then, and those trials
+        self._early: tuple[Tensor, list[int]] | None = None
+
+    def keep_early_params(self) -> None:
+        """Keep a copy of each trial's fold-0 weights after the first epoch, so the gradient
+        noise scale can be measured early in training as well as at its end."""
+        self._early = (self.flat[:: self.n_folds].clone(), list(self.live))
 
     def _optimizers(self) -> list[StackedOptimizer]:
         optimizers, start = [], 0
@@ -393,9 +402,16 @@ class _StackRun:
                     peak_memory_bytes=peak_bytes,
                     memory_kind=memory_kind,
                     final_params=self.flat[rows].clone(),
+                    early_params=self._early_rows(index),
                 )
             )
         return [self.outcomes[index] for index in range(len(self.configs))]
+
+    def _early_rows(self, index: int) -> Tensor | None:
+        if self._early is None:
+            return None
+        fold_zero, live = self._early
+        return fold_zero[live.index(index)]
 
 
 @torch.no_grad()

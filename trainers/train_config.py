@@ -82,6 +82,9 @@ class CVResult:
     peak_memory_bytes: int = 0  # the stack's peak device memory (see memory_kind)
     memory_kind: str = "estimate"  # "cuda peak allocated", or "estimate" (tensor sizes) elsewhere
     final_params: Any = None  # torch.Tensor (n_folds, n_params): each fold model's last weights
+    # torch.Tensor (n_params,): fold 0's weights after the first epoch, for the gradient noise
+    # scale measured early in training too (None when the first epoch is the last)
+    early_params: Any = None
 
     @property
     def fold_val_loss(self) -> np.ndarray:

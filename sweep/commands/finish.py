@@ -1,30 +1,23 @@
 """The end of a sweep, in one place for a single process and for the launcher of many: reap the
-runs dead workers left, measure the gradient noise scale of the recommended config, build the
-report, write it to the study's tracking run and set that run's status."""
+runs dead workers left, build the report (from what the trials stored: nothing is trained here),
+log it to the study's tracking run unless the study is unchanged since the last report was logged,
+and set that run's status."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.trial import TrialState
 
-from search_spaces import SweepSpec
 from sweep.outcome import RunPlan, SweepOutcome
 from sweep.report.build import StudyReport, build_report
-from sweep.report.files import write_report
-from sweep.report.selection import recommended_trial
-from sweep.report.snapshot import StudySnapshot, snapshot_of
+from sweep.report.snapshot import snapshot_of
+from sweep.study.attrs import REPORT_MARKER_ATTR
 from sweep.study.resume import counted_trials
-from sweep.study.trial_params import train_config
 from sweep.tracking.sink import TrackingSink
-from trainers import train_folds
-from trainers.noise_scale import NoiseScale, fold_noise_scale
-from trainers.problem import TrainingProblem
 
 
 def end_status(study: optuna.Study, budget: int, *, stopped: bool) -> str:
@@ -47,70 +40,36 @@ def reap(study: optuna.Study, sink: TrackingSink) -> int:
 
 
 def close_study(
-    study: optuna.Study,
-    sink: TrackingSink,
-    status: str,
-    *,
-    spec: SweepSpec,
-    problem: TrainingProblem | None,
-    final_params: Mapping[int, torch.Tensor] | None = None,
+    study: optuna.Study, sink: TrackingSink, status: str, **_retired: object
 ) -> StudyReport:
     """Reap, report and set the study run's status; returns the report.
 
-    With status RUNNING (other workers go on) the noise scale is left to the last worker, and
-    the run is left RUNNING for it to end.
+    The report is rebuilt from the study's records, which hold the gradient noise scale measured
+    while the trials ran. Its files and figures are drawn and logged only when the study changed
+    since the last report was logged (a worker joining a finished study leaves in seconds).
+    With status RUNNING (other workers go on) the run is left RUNNING for the last worker to end.
+    ``_retired`` takes the keywords callers passed before the measurement moved into the sweep
+    (``spec``, ``problem``, ``final_params``); they are not used.
     """
     reap(study, sink)
     # No drain first: the report reads Optuna while the writer sends the last trials' writes;
     # the sink drains before it uploads the files.
     snapshot = snapshot_of(study)
-    noise, note = (
-        (None, "left to the last worker")
-        if status == "RUNNING"
-        else measure_noise(snapshot, spec=spec, problem=problem, final_params=final_params)
-    )
-    report = build_report(snapshot, noise=noise, noise_note=note)
-    with tempfile.TemporaryDirectory(prefix="sweep-report-") as staging:
-        write_report(report, sink, Path(staging))
+    report = build_report(snapshot)
+    changed = snapshot.logged_report != snapshot.fingerprint
+    if changed:
+        # matplotlib (the figures) loads only when there is a report to draw
+        from sweep.report.files import write_report
+
+        with tempfile.TemporaryDirectory(prefix="sweep-report-") as staging:
+            write_report(report, sink, Path(staging))
     if status == "RUNNING":
         sink.drain()
     else:
         sink.end_study(status)
+    if changed:  # every write above is confirmed: the next worker need not log it again
+        study.set_user_attr(REPORT_MARKER_ATTR, snapshot.fingerprint)
     return report
-
-
-def measure_noise(
-    snapshot: StudySnapshot,
-    *,
-    spec: SweepSpec,
-    problem: TrainingProblem | None,
-    final_params: Mapping[int, torch.Tensor] | None = None,
-) -> tuple[NoiseScale | None, str]:
-    """The gradient noise scale of the recommended config at its fold-0 weights after training
-    (from ``final_params`` by trial number, if this process trained it; else trained again
-    once), or None and why not."""
-    recommended = recommended_trial(snapshot.trials)
-    if recommended is None:
-        return None, "no completed trial"
-    if problem is None:
-        return None, "data not loaded for this report"
-    if not problem.fast:
-        return (
-            None,
-            "the gradient noise scale is measured for the built-in MLP only, not yet for your own model",
-        )
-    data = problem.data
-    trial, _choice = recommended
-    config = train_config(trial.params, spec, full_batch_size=max(data.train_sizes))
-    try:
-        params = (final_params or {}).get(trial.number)
-        if params is None:  # trained in another process: train it again, once
-            params = train_folds(data, config).final_params[0]
-        return fold_noise_scale(data, config.model, params, seed=spec.cv.seed), ""
-    except torch.OutOfMemoryError:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return None, "out of device memory retraining the best config"
 
 
 def sweep_outcome(

@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 import time
 
-import torch
-
 from sweep.commands.finish import close_study, end_status, reap, sweep_outcome
 from sweep.commands.gc_freeze import frozen_heap
 from sweep.commands.stores import open_stores
@@ -28,7 +26,6 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     started = time.perf_counter()  # the sweep's own work (stores, Optuna, MLflow, report) too
     spec = plan.spec
     tune_sqlite_connections()
-    problem = plan.inputs.problem()
     study, sink = open_stores(plan)
     fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
     reap(study, sink)
@@ -52,7 +49,6 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         best=cv_loss(best) if best is not None else math.inf,
     )
     status = "FAILED"  # until the loop ends normally
-    final_params: dict[int, torch.Tensor] = {}  # trials trained here: no retraining for the report
     clock = TrainingClock()
     with GracefulStop() as stop:
         try:
@@ -60,11 +56,10 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
                 run_trials(
                     study,
                     spec,
-                    problem,
+                    plan.inputs.problem(),  # the data on the device: only with trials to run
                     sink,
                     on_trial_end=progress,
                     stop=stop,
-                    final_params=final_params,
                     clock=clock,
                 )
             status = end_status(study, spec.budget.trials, stopped=stop.requested is not None)
@@ -74,9 +69,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         finally:
             progress.close()
             with stop.shielded():
-                report = close_study(
-                    study, sink, status, spec=spec, problem=problem, final_params=final_params
-                )
+                report = close_study(study, sink, status)
     counted = report.snapshot.counted  # the study as the report read it, at the end
     ran = counted - done
     seconds = time.perf_counter() - started

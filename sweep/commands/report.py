@@ -9,18 +9,13 @@ from pathlib import Path
 
 import optuna
 
-from sweep.commands.checks import (
-    check_storage_url,
-    check_tracking_uri,
-    load_inputs,
-    quiet_library_logs,
-)
-from sweep.commands.finish import measure_noise
+from sweep.commands.checks import check_storage_url, check_tracking_uri, quiet_library_logs
 from sweep.errors import UsageError
 from sweep.guards.safe_files import write_into
 from sweep.report import console
 from sweep.report.build import StudyReport, build_report
 from sweep.report.files import CSV_FILE, copy_files, write_report
+from sweep.report.noise import noise_lines
 from sweep.report.snapshot import snapshot_of
 from sweep.study.attrs import PARENT_RUN_ATTR
 from sweep.study.resume import load_spec, make_storage
@@ -32,20 +27,16 @@ def run_report(
 ) -> StudyReport:
     check_storage_url(storage_url)
     check_tracking_uri(tracking_uri)
-    spec = load_spec(storage_url, study_name)
-    inputs = load_inputs(spec)
+    load_spec(storage_url, study_name)  # a missing study or storage: a one-line error, exit 2
     quiet_library_logs()
     study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
+    # From what the trials stored, the noise scale included: no data is loaded, nothing trained.
     snapshot = snapshot_of(study)
-    noise, note = measure_noise(snapshot, spec=spec, problem=inputs.problem())
-    report = build_report(snapshot, noise=noise, noise_note=note)
+    report = build_report(snapshot)
     if not report.rows:
         raise UsageError(f"--study {study_name!r} has no finished trial yet; nothing to report.")
     print(console.batch_size_table(report.rows, report.choice))
-    if report.noise is not None:
-        print(console.noise_line(report.noise))
-    elif report.noise_note:
-        print(f"critical batch size: not measured ({report.noise_note})")
+    print("\n".join(noise_lines(report.noise, report.noise_note)))
     if report.pareto:
         print(console.pareto_table(report.pareto))
     folder = output or Path("mlruns") / "reports" / study_name

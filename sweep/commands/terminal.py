@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from sweep.report import console
 from sweep.report.build import StudyReport
+from sweep.report.noise import noise_lines
 from sweep.study.trial_session import TrialSession
 
 
@@ -62,10 +63,7 @@ def print_summary(
     the engine) is known when this process trained every trial."""
     say("\n" + console.trials_table(report.snapshot.trials))
     say("\nPer batch size:\n" + console.batch_size_table(report.rows, report.choice))
-    if report.noise is not None:
-        say(console.noise_line(report.noise))
-    elif report.noise_note:
-        say(f"critical batch size: not measured ({report.noise_note})")
+    say("\n".join(noise_lines(report.noise, report.noise_note)))
     if report.pareto:
         say("\n" + console.pareto_table(report.pareto))
     split = (

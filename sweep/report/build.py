@@ -7,14 +7,14 @@ Pure: no training and no tracking store here. :mod:`sweep.report.files` writes a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from optuna.trial import FrozenTrial
 
 from sweep.best_config_data import ARTIFACT_FILE, BestConfig
 from sweep.report.export import best_config_from_trial
+from sweep.report.noise import NoiseReading, missing_note, noise_readings, noise_tracking_values
 from sweep.report.rows import (
     BatchSizeChoice,
     BatchSizeRow,
@@ -27,9 +27,6 @@ from sweep.report.snapshot import StudySnapshot
 from sweep.study.objectives import cv_loss, pareto_front
 from sweep.study.trial_record import run_id_of
 
-if TYPE_CHECKING:  # the measurement is made by the caller; the report only reads it
-    from trainers.noise_scale import NoiseScale
-
 
 @dataclass(frozen=True)
 class StudyReport:
@@ -37,33 +34,27 @@ class StudyReport:
     rows: list[BatchSizeRow]
     choice: BatchSizeChoice | None
     recommended: FrozenTrial | None  # the best trial at the chosen batch size
-    noise: NoiseScale | None  # measured on the recommended config
-    noise_note: str = ""  # why there is no noise scale, when there is none
+    # the recommended trial's gradient noise scale, measured during the sweep: early, then end
+    noise: list[NoiseReading] = field(default_factory=list)
+    noise_note: str = ""  # why there is no measurement, when there is none
     pareto: list[dict] = field(default_factory=list)  # multi-objective: loss vs time trade-off
     best: BestConfig | None = None  # the recommended trial as an exportable config
 
     @property
-    def critical_batch_size(self) -> float:
-        return self.noise.b_simple if self.noise is not None else math.nan
+    def critical_batch_size(self) -> float | None:
+        """The estimate at the end of training; None when not measured or not measurable."""
+        end = [reading for reading in self.noise if reading.stage == "end"]
+        return end[0].estimate if end else None
 
     def as_dict(self) -> dict:
         return {
-            "rows": [row.as_dict() for row in self.rows],
+            "rows": [row.as_json() for row in self.rows],
             "best_batch_size": self.choice.batch_size if self.choice else None,
             "rule": self.choice.rule if self.choice else None,
             "argmin_batch_size": self.choice.argmin_batch_size if self.choice else None,
             "one_se_threshold": self.choice.threshold if self.choice else None,
-            "critical_batch_size": None if self.noise is None else _finite(self.noise.b_simple),
-            "gradient_noise": None
-            if self.noise is None
-            else {
-                "b_simple": _finite(self.noise.b_simple),
-                "gradient_sq_norm": self.noise.gradient_sq_norm,
-                "trace_covariance": self.noise.trace_covariance,
-                "small_batch": self.noise.small_batch,
-                "big_batch": self.noise.big_batch,
-                "draws": self.noise.draws,
-            },
+            "critical_batch_size": self.critical_batch_size,
+            "gradient_noise": [reading.as_dict() for reading in self.noise],
             "noise_note": self.noise_note,
             "pareto_front": self.pareto,
         }
@@ -91,8 +82,9 @@ class StudyReport:
             tags["pareto_batch_sizes"] = ",".join(
                 dict.fromkeys(p["batch_size"] for p in self.pareto)
             )
-        if self.noise is not None and math.isfinite(self.noise.b_simple):
-            metrics["critical_batch_size"] = self.noise.b_simple
+        noise_metrics, noise_tags = noise_tracking_values(self.noise)
+        metrics.update(noise_metrics)
+        tags.update(noise_tags)
         if self.best is not None and self.recommended is not None and self.choice is not None:
             trial = self.recommended
             if snapshot.counted >= snapshot.budget:
@@ -112,21 +104,17 @@ class StudyReport:
         return metrics, params, tags
 
 
-def build_report(
-    snapshot: StudySnapshot, *, noise: NoiseScale | None = None, noise_note: str = ""
-) -> StudyReport:
+def build_report(snapshot: StudySnapshot) -> StudyReport:
     """The table, the choice and the recommended trial of ``snapshot``'s trials, with the noise
-    scale the caller measured on the recommended config (or why it did not)."""
+    scale measured on the recommended trial while the sweep ran (never trained again here)."""
     rows = batch_size_rows(snapshot.trials)
     recommended = recommended_trial(snapshot.trials)
     pareto = pareto_front(snapshot.trials, snapshot.n_objectives)
     if recommended is None:
-        note = noise_note or "no completed trial"
-        return StudyReport(snapshot, rows, choose_batch_size(rows), None, None, note, pareto)
+        choice = choose_batch_size(rows)
+        return StudyReport(snapshot, rows, choice, None, [], "no completed trial", pareto)
     trial, choice = recommended
     best = best_config_from_trial(snapshot, trial, rule=choice.rule)
-    return StudyReport(snapshot, rows, choice, trial, noise, noise_note, pareto, best)
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+    readings = noise_readings(trial)
+    note = "" if readings else missing_note(trial)
+    return StudyReport(snapshot, rows, choice, trial, readings, note, pareto, best)

@@ -1,18 +1,15 @@
-"""The report as terminal tables: the best trials, the batch sizes, the noise scale and the
-Pareto front."""
+"""The report as terminal tables: the best trials, the batch sizes and the Pareto front (the
+noise scale's lines are :func:`sweep.report.noise.noise_lines`). No cell prints nan."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
 
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.report.rows import BatchSizeChoice, BatchSizeRow
 from sweep.study.objectives import cv_loss
 from sweep.study.trial_record import record_of
-
-if TYPE_CHECKING:
-    from trainers.noise_scale import NoiseScale
 
 
 def trials_table(trials: list[FrozenTrial], *, limit: int = 8) -> str:
@@ -26,8 +23,9 @@ def trials_table(trials: list[FrozenTrial], *, limit: int = 8) -> str:
         record = record_of(trial)
         lines.append(
             f"{trial.number:>5}  {trial.params['batch_size']!s:>6}  {trial.params['optimizer']:<9}  "
-            f"{trial.params['lr']:>9.3g}  {cv_loss(trial):>8.4f} ± {record.cv_val_loss_std:<6.4f}  "
-            f"{record.metric_name} {record.cv_metric:>7.3f}"
+            f"{trial.params['lr']:>9.3g}  {cv_loss(trial):>8.4f} ± "
+            f"{_cell(record.cv_val_loss_std, '.4f'):<6}  "
+            f"{record.metric_name} {_cell(record.cv_metric, '.3f'):>7}"
         )
     pruned = len(finished) - len(complete)
     lines.append(
@@ -45,17 +43,23 @@ def batch_size_table(rows: list[BatchSizeRow], choice: BatchSizeChoice | None) -
     )
     lines = [header]
     for row in rows:
+        if row.note:  # no completed trial: nothing to show but the count
+            lines.append(f"{row.batch_size:>6} {row.completed:>4} {row.pruned:>6} {row.note:>17}")
+            continue
         lines.append(
             f"{row.batch_size:>6} {row.completed:>4} {row.pruned:>6} "
             f"{_pm(row.best_cv_loss, row.best_cv_loss_std):>17} "
             f"{_pm(row.median_cv_loss, row.median_cv_loss_std):>17} "
-            f"{row.best_cv_metric:>7.3f} {row.generalisation_gap:>7.3f} {row.updates_per_epoch:>7.0f} "
-            f"{row.seconds_per_epoch:>8.4f} {row.samples_per_second:>10,.0f} "
-            f"{_bytes(row.peak_memory_bytes):>9} {row.epochs_to_converge:>7.0f}"
+            f"{_cell(row.best_cv_metric, '.3f'):>7} {_cell(row.generalisation_gap, '.3f'):>7} "
+            f"{_cell(row.updates_per_epoch, '.0f'):>7} {_cell(row.seconds_per_epoch, '.4f'):>8} "
+            f"{_cell(row.samples_per_second, ',.0f'):>10} "
+            f"{_bytes(row.peak_memory_bytes):>9} {_cell(row.epochs_to_converge, '.0f'):>7}"
         )
     kinds = {row.memory_kind for row in rows}
     lines.append(
-        "cv loss: mean ± std over folds; gap: validation - training loss of the best trial; "
+        "cv loss: mean ± std over folds; gap: validation - training loss of the best trial "
+        "(the training loss is the epoch's mean batch loss: the gap is below 0 when validation "
+        "is lower); "
         "s/epoch: each trial's share of its stack; memory: "
         + (
             "CUDA peak allocated"
@@ -73,28 +77,24 @@ def batch_size_table(rows: list[BatchSizeRow], choice: BatchSizeChoice | None) -
 
 
 def _pm(mean: float, std: float) -> str:
-    return f"{mean:.4f} ± {std:.4f}"
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:.4f} ± {std:.4f}" if math.isfinite(std) else f"{mean:.4f}"
+
+
+def _cell(value: float, spec: str) -> str:
+    """A figure, or n/a where there is none (never nan)."""
+    return format(value, spec) if math.isfinite(value) else "n/a"
 
 
 def _bytes(value: float) -> str:
-    if value != value:  # NaN
+    if not math.isfinite(value):
         return "n/a"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024:
             return f"{value:.0f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
-
-
-def noise_line(noise: NoiseScale) -> str:
-    value = (
-        "n/a (no measurable signal)" if noise.b_simple == float("inf") else f"{noise.b_simple:,.0f}"
-    )
-    return (
-        f"critical batch size (gradient noise scale B_simple, McCandlish et al. 2018): {value}"
-        f"  [|G|^2={noise.gradient_sq_norm:.3g}, tr(Sigma)={noise.trace_covariance:.3g}, "
-        f"measured at batch {noise.small_batch} and {noise.big_batch} on the best config]"
-    )
 
 
 def pareto_table(front: list[dict]) -> str:

@@ -23,10 +23,14 @@ def report_figures(
     snapshot: StudySnapshot, rows: list[BatchSizeRow], choice: BatchSizeChoice | None
 ) -> dict[str, Figure]:
     """Artifact file name -> figure. The caller closes them (:func:`close_all`)."""
+    # A batch size whose trials were all pruned has no score: it is left out of the lines (and
+    # named in the title) rather than drawn as a gap or a NaN.
+    scored = [row for row in rows if not row.note]
+    left_out = [row.batch_size for row in rows if row.note]
     figures = {
         "learning_curves.png": learning_curves_figure(snapshot.trials),
-        "cv_score_vs_batch_size.png": _score_figure(rows, choice),
-        "time_and_memory_vs_batch_size.png": _cost_figure(rows),
+        "cv_score_vs_batch_size.png": _score_figure(scored, choice, left_out),
+        "time_and_memory_vs_batch_size.png": _cost_figure(scored, left_out),
         "lr_vs_batch_size.png": _lr_figure(snapshot.complete),
     }
     figures.update(_optuna_figures(snapshot))
@@ -42,7 +46,13 @@ def _positions(rows: list[BatchSizeRow]) -> tuple[list[int], list[str]]:
     return list(range(len(rows))), [row.batch_size for row in rows]
 
 
-def _score_figure(rows: list[BatchSizeRow], choice: BatchSizeChoice | None) -> Figure:
+def _left_out(title: str, left_out: list[str]) -> str:
+    return f"{title}\n(all pruned, not shown: batch {', '.join(left_out)})" if left_out else title
+
+
+def _score_figure(
+    rows: list[BatchSizeRow], choice: BatchSizeChoice | None, left_out: list[str]
+) -> Figure:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     x, labels = _positions(rows)
     axis.errorbar(
@@ -61,14 +71,14 @@ def _score_figure(rows: list[BatchSizeRow], choice: BatchSizeChoice | None) -> F
     axis.set_xticks(x, labels)
     axis.set_xlabel("Batch size")
     axis.set_ylabel("CV validation loss")
-    axis.set_title("CV score vs batch size")
+    axis.set_title(_left_out("CV score vs batch size", left_out), fontsize=10)
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
-    figure.subplots_adjust(left=0.11, right=0.98, bottom=0.11, top=0.93)
+    figure.subplots_adjust(left=0.11, right=0.98, bottom=0.11, top=0.89 if left_out else 0.93)
     return figure
 
 
-def _cost_figure(rows: list[BatchSizeRow]) -> Figure:
+def _cost_figure(rows: list[BatchSizeRow], left_out: list[str]) -> Figure:
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4))
     x, labels = _positions(rows)
     time_axis.bar(x, [r.seconds_per_epoch for r in rows], color="tab:blue")
@@ -82,7 +92,9 @@ def _cost_figure(rows: list[BatchSizeRow]) -> Figure:
         axis.set_xticks(x, labels)
         axis.set_xlabel("Batch size")
         axis.grid(True, axis="y", alpha=0.3)
-    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.12, top=0.92, wspace=0.22)
+    if left_out:
+        figure.suptitle(_left_out("", left_out).strip(), fontsize=9)
+    figure.subplots_adjust(left=0.07, right=0.99, bottom=0.12, top=0.86, wspace=0.22)
     return figure
 
 

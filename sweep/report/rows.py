@@ -44,8 +44,23 @@ class BatchSizeRow:
         """Standard error over folds of the best trial's CV loss."""
         return self.best_cv_loss_std / math.sqrt(max(self.n_folds, 1))
 
+    @property
+    def note(self) -> str:
+        """``all pruned (k)`` for a batch size with no completed trial: its loss columns are
+        empty, never NaN, and the figures leave it out."""
+        return f"all pruned ({self.pruned})" if self.completed == 0 else ""
+
     def as_dict(self) -> dict:
         return {**asdict(self), "standard_error": self.standard_error}
+
+    def as_json(self) -> dict:
+        """As :meth:`as_dict`, with the note, and None for what was not measured (JSON has no
+        NaN)."""
+        values = {
+            key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in self.as_dict().items()
+        }
+        return {**values, "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -56,7 +71,7 @@ class BatchSizeChoice:
     threshold: float  # best CV loss + its standard error
 
 
-COLUMNS = [f.name for f in fields(BatchSizeRow)] + ["standard_error"]
+COLUMNS = [f.name for f in fields(BatchSizeRow)] + ["standard_error", "note"]
 
 
 def batch_size_rows(trials: list[FrozenTrial]) -> list[BatchSizeRow]:
@@ -129,14 +144,14 @@ def as_metrics(rows: list[BatchSizeRow]) -> dict[str, float]:
 def rows_as_csv(rows: list[BatchSizeRow]) -> str:
     lines = [",".join(COLUMNS)]
     for row in rows:
-        values = row.as_dict()
+        values = {**row.as_dict(), "note": row.note}
         lines.append(",".join(_csv_cell(values[column]) for column in COLUMNS))
     return "\n".join(lines) + "\n"
 
 
 def _csv_cell(value: object) -> str:
     if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
+        return repr(value) if math.isfinite(value) else ""
     return str(value)
 
 

@@ -3,13 +3,14 @@ report is built from this plain record, never from a live study, so it is tested
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.study.attrs import BUDGET_ATTR, CONTEXT_ATTR, COUNTED_STATES
+from sweep.study.attrs import BUDGET_ATTR, CONTEXT_ATTR, COUNTED_STATES, REPORT_MARKER_ATTR
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,17 @@ class StudySnapshot:
     n_objectives: int = 1
     budget: int = 0  # the COMPLETE + PRUNED trials the study is to hold
     context: dict[str, Any] = field(default_factory=dict)  # what an exported config needs
+    logged_report: str = ""  # the fingerprint of the study when its report was last logged
+
+    @property
+    def fingerprint(self) -> str:
+        """What a report is built from: the budget and the finished trials, by number and state.
+        Equal fingerprints give the same report, so it need not be drawn and logged again."""
+        finished = ",".join(
+            f"{t.number}:{t.state.name}" for t in self.trials if t.state in COUNTED_STATES
+        )
+        digest = hashlib.sha1(finished.encode()).hexdigest()[:16]
+        return f"{self.counted}/{self.budget}:{digest}"
 
     @property
     def counted(self) -> int:
@@ -37,6 +49,7 @@ def snapshot_of(study: optuna.Study) -> StudySnapshot:
         n_objectives=len(study.directions),
         budget=int(attrs.get(BUDGET_ATTR, 0)),
         context=attrs.get(CONTEXT_ATTR, {}),
+        logged_report=str(attrs.get(REPORT_MARKER_ATTR, "")),
     )
 
 

@@ -11,4 +11,5 @@ CONTEXT_ATTR = "context"  # what an exported best config needs beyond a trial's 
 SPEC_ATTR = "spec"  # the validated search space, so a worker joins with the study name only
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the id of the study's run in the tracking store
 BUDGET_ATTR = "budget_trials"
+REPORT_MARKER_ATTR = "logged_report"  # the fingerprint of the study when its report was logged
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # FAILED trials are retried

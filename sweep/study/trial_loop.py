@@ -22,7 +22,7 @@ from sweep.graceful_stop import GracefulStop
 from sweep.study.heartbeats import GroupHeartbeat, fail_stale_trials, heartbeat_recorder
 from sweep.study.pruning import trials_to_prune
 from sweep.study.resume import counted_trials, grid_size
-from sweep.study.trial_session import TrialSession
+from sweep.study.trial_session import TrialSession, record_gradient_noise
 from sweep.tracking.sink import TrackingSink
 from trainers.problem import TrainingProblem
 
@@ -235,6 +235,7 @@ def _train(
                     f"({len(stack)} trials stacked); {later}"
                 )
         return row_ceiling
+    record_gradient_noise(stack[0].study, stack, outcomes, problem)
     with _shield(stop):  # recording a trial's end is not cut short by a second Ctrl-C
         for session, outcome in zip(stack, outcomes):
             session.finish(outcome)

@@ -53,6 +53,10 @@ class TrialRecord:
     peak_memory_bytes: float = NAN  # of the whole stack
     memory_kind: str = "n/a"  # "cuda peak allocated" or "estimate"
     prune_reason: str | None = None
+    # the gradient noise scale of fold 0, measured when the trial ended as the best of its batch
+    # size (the only trials a report can recommend): one dict per stage ("early", "end")
+    gradient_noise: list[dict[str, Any]] = field(default_factory=list)
+    gradient_noise_note: str = ""  # why a completed trial has no measurement
     engine: str = "stacked"  # or "sequential": one model at a time, when vmap cannot stack it
 
     @classmethod

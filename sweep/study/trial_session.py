@@ -8,7 +8,10 @@ FAILED: TPE learns from pruned trials but ignores failed ones.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,14 +20,19 @@ import torch
 from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
-from sweep.study.objectives import objective_values
+from sweep.study.objectives import cv_loss, objective_values
 from sweep.study.trial_params import suggest_params, train_config
 from sweep.study.trial_record import RECORD_ATTR, TrialRecord
 from sweep.tracking.sink import TrackingSink
 from trainers import CVResult, EpochReport, StackOutcome, TrainConfig
+from trainers.noise_scale import NoiseScale, fold_noise_scales
+from trainers.problem import TrainingProblem
 
 PRUNE_REASON_TAG = "prune_reason"
 BUILTIN_ENGINE_REASON = "the built-in MLP on its hand-written stacked engine"
+OWN_MODEL_NOISE_NOTE = (
+    "the gradient noise scale is measured for the built-in MLP only, not yet for your own model"
+)
 
 
 class TrialSession:
@@ -184,3 +192,80 @@ class TrialSession:
             metrics[f"fold_{fold}/score_val_loss"] = loss
             metrics[f"fold_{fold}/score_{metric}"] = score
         return metrics
+
+
+def record_gradient_noise(
+    study: optuna.Study,
+    stack: Sequence[TrialSession],
+    outcomes: Sequence[StackOutcome],
+    problem: TrainingProblem,
+) -> None:
+    """Measure the gradient noise scale of the trials of ``stack`` that end as the best of their
+    batch size so far, after the first epoch and at the end, on the weights the engine kept; the
+    measurement goes into each one's record, written with the trial's end.
+
+    A report recommends the best trial of a batch size, and a trial that is not the best of its
+    batch size when it ends never becomes it, so a report always finds its trial measured, and
+    nothing is ever trained again for it. One storage read per stack; one measuring step per
+    batch size for all the stack's candidates at once.
+    """
+    finished = [
+        (session, outcome.result)
+        for session, outcome in zip(stack, outcomes)
+        if outcome.result is not None
+    ]
+    if not finished:
+        return
+    if not problem.fast:
+        for session, _ in finished:
+            session.record.gradient_noise_note = OWN_MODEL_NOISE_NOTE
+        return
+    best_so_far: dict[str, float] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        size = str(trial.params.get("batch_size"))
+        best_so_far[size] = min(best_so_far.get(size, math.inf), cv_loss(trial))
+    candidates: dict[str, tuple[TrialSession, CVResult]] = {}
+    for session, result in finished:
+        size, loss = str(session.params["batch_size"]), float(result.fold_val_loss.mean())
+        held = candidates.get(size)
+        if loss <= best_so_far.get(size, math.inf) and (
+            held is None or loss < float(held[1].fold_val_loss.mean())
+        ):
+            candidates[size] = (session, result)
+    if not candidates:
+        return
+    first = next(iter(candidates.values()))[0]
+    rows, stages = [], []
+    for session, result in candidates.values():
+        epochs = session.config.epochs
+        if result.early_params is not None:
+            rows.append(result.early_params)
+            stages.append((session, "early", 1))
+        rows.append(result.final_params[0])
+        stages.append((session, "end", epochs))
+    try:
+        scales = fold_noise_scales(
+            problem.data, first.config.model, torch.stack(rows), seed=first.config.seed
+        )
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        for session, _ in candidates.values():
+            session.record.gradient_noise_note = "out of device memory measuring it"
+        return
+    for (session, stage, epoch), scale in zip(stages, scales):
+        session.record.gradient_noise.append(noise_attr(scale, stage=stage, epoch=epoch))
+
+
+def noise_attr(scale: NoiseScale, *, stage: str, epoch: int) -> dict[str, Any]:
+    """A measurement as the record stores it (JSON: non-finite numbers as None)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    fields = {key: plain(value) for key, value in dataclasses.asdict(scale).items()}
+    return {"stage": stage, "epoch": epoch, "fold": 0, **fields}

@@ -13,7 +13,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from sweep.commands.run import RunOptions, run_sweep
+from sweep.report.noise import noise_readings
 from sweep.report.rows import BatchSizeRow, batch_size_rows, choose_batch_size
+from sweep.report.selection import recommended_trial
 from sweep.study.trial_record import record_of, run_id_of
 from tests.conftest import local_tracking_uri, write_space
 
@@ -134,7 +136,24 @@ def test_report_columns_match_values_computed_by_hand(workdir: Path) -> None:
         "cv_score_vs_batch_size.png", "time_and_memory_vs_batch_size.png", "lr_vs_batch_size.png",
         "optimization_history.png", "param_importances.png",
     } <= artifacts  # fmt: skip
-    assert parent.data.metrics["critical_batch_size"] > 0
+    # measured during the sweep on the recommended trial, after epoch 1 and at the end
+    recommended, _choice = recommended_trial(study.trials)
+    readings = noise_readings(recommended)
+    assert [(r.stage, r.epoch) for r in readings] == [("early", 1), ("end", 5)]
+    # ... and on each trial that ended as the best of its batch size so far, on no other
+    for trial in study.trials:
+        size = trial.params["batch_size"]
+        earlier = [t.value for t in study.trials if t.number < trial.number and t.params["batch_size"] == size]  # fmt: skip
+        assert bool(record_of(trial).gradient_noise) == (
+            trial.value <= min(earlier, default=math.inf)
+        )
+    end = readings[-1]
+    if end.measurable:
+        low, high = end.interval
+        assert 0 < low <= parent.data.metrics["critical_batch_size"] == end.estimate <= high
+    else:
+        assert "critical_batch_size" not in parent.data.metrics
+        assert parent.data.tags["critical_batch_size"].startswith("not measurable")
     choice = choose_batch_size(list(rows.values()))
     assert parent.data.tags["best_batch_size"] == choice.batch_size
     assert parent.data.tags["best_batch_size_rule"] == choice.rule
