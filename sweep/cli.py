@@ -5,11 +5,13 @@ mistyped flag answer without loading torch, Optuna or MLflow."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sweep.errors import UsageError
+from sweep.provenance.redact import redact_text
 
 # flag -> dotted key of the search-space YAML it overrides
 OVERRIDE_FLAGS = {
@@ -31,7 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sweep",
         description="Choose batch size, learning rate and optimizer by k-fold CV (Optuna + MLflow).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _verbosity_flags(parser, default=0)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # -v / -q are accepted after the command too; there they do not reset what came before it.
+    add_parser = commands.add_parser
+
+    def add_command(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        command = add_parser(name, **kwargs)
+        _verbosity_flags(command, default=argparse.SUPPRESS)
+        return command
+
+    commands.add_parser = add_command  # type: ignore[method-assign]
 
     run = commands.add_parser("run", help="create or resume a study and run its trials")
     run.add_argument(
@@ -105,10 +118,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def set_log_level(verbosity: int) -> None:
+    """The ``sweep`` logger's level from ``-v`` (positive) and ``-q`` (negative): INFO by
+    default, DEBUG with -v, WARNING with -q, ERROR with -qq. Its handler is set up by
+    :func:`sweep.commands.terminal.say`, which writes the messages."""
+    levels = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}
+    logging.getLogger("sweep").setLevel(levels.get(max(-2, verbosity), logging.DEBUG))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batchsweep")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown (not installed)"
+
+
+def _verbosity_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=default,
+        help="more messages (debug)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        dest="quiet",
+        action="count",
+        default=default,
+        help="fewer messages: -q warnings and errors only, -qq errors only",
+    )
+
+
 def _storage_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
-        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
+        help="Optuna storage URL (default: $SWEEP_STORAGE, $OPTUNA_STORAGE or "
+        "sqlite:///mlruns/optuna.db)",
     )
 
 
@@ -121,6 +171,7 @@ def _tracking_flag(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_log_level(args.verbosity - args.quiet)
     try:
         if args.command == "run":
             return _run(args)
@@ -132,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         return _ui_url(args)
     except UsageError as err:
-        print(f"sweep {args.command}: error: {err}", file=sys.stderr)
+        print(f"sweep {args.command}: error: {redact_text(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -19,6 +19,7 @@ from sweep.report.build import StudyReport, build_report
 from sweep.report.files import write_report
 from sweep.report.selection import recommended_trial
 from sweep.report.snapshot import StudySnapshot, snapshot_of
+from sweep.study.attrs import BEST_BATCH_SIZE_ATTR, RECOMMENDED_TRIAL_ATTR, SELECTION_RULE_ATTR
 from sweep.study.resume import counted_trials
 from sweep.study.trial_params import train_config
 from sweep.tracking.sink import TrackingSink
@@ -70,6 +71,7 @@ def close_study(
         else measure_noise(snapshot, spec=spec, problem=problem, final_params=final_params)
     )
     report = build_report(snapshot, noise=noise, noise_note=note)
+    record_choice(study, report)
     with tempfile.TemporaryDirectory(prefix="sweep-report-") as staging:
         write_report(report, sink, Path(staging))
     if status == "RUNNING":
@@ -77,6 +79,22 @@ def close_study(
     else:
         sink.end_study(status)
     return report
+
+
+def record_choice(study: optuna.Study, report: StudyReport) -> None:
+    """The recommended trial and batch size as the study's user attributes, where Optuna's own
+    tools (optuna-dashboard) show them beside their lowest-loss "best trial"."""
+    if report.recommended is None or report.choice is None:
+        return
+    choice = {
+        RECOMMENDED_TRIAL_ATTR: report.recommended.number,
+        BEST_BATCH_SIZE_ATTR: report.choice.batch_size,
+        SELECTION_RULE_ATTR: report.choice.rule,
+    }
+    stored = study.user_attrs
+    for key, value in choice.items():
+        if stored.get(key) != value:
+            study.set_user_attr(key, value)
 
 
 def measure_noise(

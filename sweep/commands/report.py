@@ -15,8 +15,10 @@ from sweep.commands.checks import (
     load_inputs,
     quiet_library_logs,
 )
-from sweep.commands.finish import measure_noise
+from sweep.commands.finish import measure_noise, record_choice
+from sweep.commands.terminal import say
 from sweep.errors import UsageError
+from sweep.provenance.redact import redact_url
 from sweep.report import console
 from sweep.report.build import StudyReport, build_report
 from sweep.report.files import CSV_FILE, copy_files, write_report
@@ -40,6 +42,7 @@ def run_report(
     report = build_report(snapshot, noise=noise, noise_note=note)
     if not report.rows:
         raise UsageError(f"--study {study_name!r} has no finished trial yet; nothing to report.")
+    record_choice(study, report)
     print(console.batch_size_table(report.rows, report.choice))
     if report.noise is not None:
         print(console.noise_line(report.noise))
@@ -61,8 +64,8 @@ def run_report(
         (folder / "batch_size_report.json").write_text(
             json.dumps(report.as_dict(), indent=2) + "\n"
         )
-        print(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")
+        say(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")
     if sink is not None:
         sink.drain()
-        print(f"logged to MLflow run {parent_run_id} ({tracking_uri})")
+        say(f"logged to MLflow run {parent_run_id} ({redact_url(tracking_uri)})")
     return report

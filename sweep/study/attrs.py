@@ -11,4 +11,9 @@ CONTEXT_ATTR = "context"  # what an exported best config needs beyond a trial's 
 SPEC_ATTR = "spec"  # the validated search space, so a worker joins with the study name only
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the id of the study's run in the tracking store
 BUDGET_ATTR = "budget_trials"
+# Our choice, for Optuna's own tools (optuna-dashboard shows a study's user attributes); their
+# "best trial" is the lowest loss, ours the one-standard-error rule's.
+RECOMMENDED_TRIAL_ATTR = "recommended_trial"
+BEST_BATCH_SIZE_ATTR = "best_batch_size"
+SELECTION_RULE_ATTR = "best_batch_size_rule"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # FAILED trials are retried

@@ -13,7 +13,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = ROOT / "sweep"
-MLFLOW_MODULES = {"sweep.tracking.mlflow_sink", "sweep.tracking.mlflow_writer", "sweep.best_config"}
+MLFLOW_MODULES = {
+    "sweep.tracking.mlflow_sink",
+    "sweep.tracking.mlflow_writer",
+    "sweep.tracking.mlflow_context",
+    "sweep.best_config",
+}
 
 
 def _module_name(path: Path) -> str:
