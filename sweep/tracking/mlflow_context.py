@@ -45,13 +45,19 @@ def dataset_input(dataset: Dataset, *, context: str = "training") -> DatasetInpu
     """``dataset`` as MLflow records a dataset: built by ``mlflow.data.from_numpy`` from the
     arrays (their shapes and dtypes become its profile and schema), with the sweep's data
     fingerprint as its digest and the CSV path or the set's name as its source."""
-    import mlflow.data  # its schema inference loads more of MLflow: only for a sweep's runs
+    # its schema inference loads more of MLflow: only for a sweep's runs
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
 
     name = Path(dataset.name).name if dataset.name.endswith(".csv") else dataset.name
+    described = {"targets": dataset.y, "name": name, "digest": dataset.fingerprint}
     with warnings.catch_warnings():
         # MLflow registers two local sources and warns that it picks the first: either will do.
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
-        entity = mlflow.data.from_numpy(
-            dataset.X, source=dataset.name, targets=dataset.y, name=name, digest=dataset.fingerprint
-        )._to_mlflow_entity()
+        try:  # a CSV path or a set's name: MLflow takes it for a local file
+            numpy_dataset = mlflow.data.from_numpy(dataset.X, source=dataset.name, **described)
+        except Exception:  # noqa: BLE001 - "python:fn", "file.py:fn": a user's data function
+            source = CodeDatasetSource(tags={"mlflow.source.name": dataset.name})
+            numpy_dataset = mlflow.data.from_numpy(dataset.X, source=source, **described)
+    entity = numpy_dataset._to_mlflow_entity()
     return DatasetInput(dataset=entity, tags=[InputTag(DATASET_CONTEXT_TAG, context)])

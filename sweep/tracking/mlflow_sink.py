@@ -1,6 +1,7 @@
 """The MLflow sink: one experiment per study, one parent run per study, one nested run per trial,
-batched writes. With its background writer (:mod:`sweep.tracking.mlflow_writer`) and the ``runs:/``
-reader of :mod:`sweep.best_config`, the only code that imports MLflow.
+batched writes. With its background writer (:mod:`sweep.tracking.mlflow_writer`), the run context
+and dataset input of :mod:`sweep.tracking.mlflow_context` and the reader of :mod:`sweep.best_config`,
+the only code that imports MLflow.
 
 Every write is buffered per run and sent with ``log_batch`` in chunks, so a trial costs a handful
 of requests whatever its number of epochs and folds; the requests run on a background thread while

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -21,7 +22,9 @@ from sweep.commands.ui_url import ui_url
 from sweep.errors import UsageError
 from sweep.locations import resolve_storage
 from sweep.provenance.run_context import run_context_tags
+from sweep.tracking.mlflow_context import dataset_input
 from tests.conftest import local_tracking_uri, tiny_space
+from trainers.data import Dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +95,24 @@ def test_run_context_names_the_user_the_source_and_the_commit(tmp_path: Path) ->
     assert inside["mlflow.source.git.commit"] == head
     assert inside["mlflow.source.type"] == "LOCAL" and inside["mlflow.user"]
     assert "mlflow.source.git.commit" not in run_context_tags(cwd=tmp_path)  # not a checkout
+
+
+@pytest.mark.parametrize(
+    ("name", "shown", "source"),
+    [
+        ("iris", "iris", {"uri": "iris"}),
+        ("/data/prices.csv", "prices.csv", {"uri": "/data/prices.csv"}),
+        ("python:blobs", "python:blobs", {"tags": {"mlflow.source.name": "python:blobs"}}),
+    ],
+)
+def test_the_data_is_an_mlflow_dataset_with_our_fingerprint(name: str, shown: str, source) -> None:
+    X = np.arange(12, dtype=np.float32).reshape(6, 2)
+    data = Dataset(name, X, np.zeros(6, np.float32), "regression", None, ("a", "b"), None, "f00d")
+    recorded = dataset_input(data)
+    assert (recorded.dataset.name, recorded.dataset.digest) == (shown, "f00d")
+    assert json.loads(recorded.dataset.source) == source
+    assert json.loads(recorded.dataset.profile)["features_shape"] == [6, 2]
+    assert [(t.key, t.value) for t in recorded.tags] == [("mlflow.data.context", "training")]
 
 
 @pytest.mark.slow
