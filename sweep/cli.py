@@ -37,16 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     _verbosity_flags(parser, default=0)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # -v / -q are accepted after the command too; there they do not reset what came before it.
-    add_parser = commands.add_parser
+    common = argparse.ArgumentParser(add_help=False)
+    _verbosity_flags(common, default=argparse.SUPPRESS)
 
-    def add_command(name: str, **kwargs: object) -> argparse.ArgumentParser:
-        command = add_parser(name, **kwargs)
-        _verbosity_flags(command, default=argparse.SUPPRESS)
-        return command
-
-    commands.add_parser = add_command  # type: ignore[method-assign]
-
-    run = commands.add_parser("run", help="create or resume a study and run its trials")
+    run = commands.add_parser(
+        "run", parents=[common], help="create or resume a study and run its trials"
+    )
     run.add_argument(
         "--space", default="default", help="bundled space name or YAML path (default: default)"
     )
@@ -85,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     worker = commands.add_parser(
-        "worker", help="join an existing study in shared storage and run its trials"
+        "worker",
+        parents=[common],
+        help="join an existing study in shared storage and run its trials",
     )
     worker.add_argument("--study", required=True, help="the study to join")
     _storage_flag(worker)
@@ -94,14 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--capture", help="off or compile (default: the study's)")
     worker.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    best = commands.add_parser("best", help="print or write a study's best config")
+    best = commands.add_parser(
+        "best", parents=[common], help="print or write a study's best config"
+    )
     best.add_argument("--study", required=True, help="study name")
     best.add_argument("--format", choices=("json", "yaml"), default="json")
     best.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     _storage_flag(best)
 
     report = commands.add_parser(
-        "report", help="print a study's batch-size report, write its figures, log it to MLflow"
+        "report",
+        parents=[common],
+        help="print a study's batch-size report, write its figures, log it to MLflow",
     )
     report.add_argument("--study", required=True, help="study name")
     _storage_flag(report)
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ui_url = commands.add_parser(
-        "ui-url", help="print the MLflow UI address of the newest study's runs"
+        "ui-url", parents=[common], help="print the MLflow UI address of the newest study's runs"
     )
     ui_url.add_argument("--base", default="http://127.0.0.1:5000", help="where the UI listens")
     _tracking_flag(ui_url)
