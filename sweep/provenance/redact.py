@@ -28,11 +28,10 @@ def redact_url(url: str) -> str:
         'postgresql://sweep:***@db:5432/optuna'
     """
     if not url.startswith(("http://", "https://")):
-        try:
-            from sqlalchemy.engine import make_url
-            from sqlalchemy.exc import ArgumentError
-        except ImportError:  # pragma: no cover - SQLAlchemy comes with Optuna and MLflow
-            return redact_text(url)
+        # SQLAlchemy: loaded only for a URL, so `sweep --help` stays light
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             parsed = make_url(url)
         except (ArgumentError, ValueError):
