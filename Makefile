@@ -21,8 +21,11 @@ WORKERS ?=
 ARGS ?=
 UI_PORT ?= 5000
 SERVER_PORT ?= 5000
-# The tracking server's SQL backend: SQLite under mlruns/ by default, or postgresql://...
-SERVER_BACKEND ?= sqlite:///mlruns/mlflow.db
+# The store `make ui` and `make server` serve: $MLFLOW_TRACKING_URI when it names a database
+# (sqlite:, postgresql[+driver]:, mysql[+driver]:), else SQLite under mlruns/; `make server
+# SERVER_BACKEND=postgresql://...` names another. Shell code: the URL stays in the environment.
+TRACKING_DB_SH = case "$$MLFLOW_TRACKING_URI" in sqlite:*|postgresql*|mysql*) db="$$MLFLOW_TRACKING_URI";; \
+	*) db=sqlite:///mlruns/mlflow.db;; esac
 
 SWEEP_FLAGS = --space $(SPACE) $(if $(STUDY),--study $(STUDY)) $(if $(TRIALS),--trials $(TRIALS)) \
 	$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FOLDS),--folds $(FOLDS)) \
@@ -52,15 +55,24 @@ worker: $(STAMP) ## join STUDY in shared storage: make worker STUDY=name ARGS="-
 	@test -n "$(STUDY)" || { echo "make worker needs STUDY=<name> (and usually ARGS=\"--storage URL\")"; exit 2; }
 	$(BIN)/sweep worker --study $(STUDY) $(if $(DEVICE),--device $(DEVICE)) $(ARGS)
 
-server: $(STAMP) ## MLflow tracking server on 127.0.0.1:SERVER_PORT, SQL backend SERVER_BACKEND, artifacts in mlruns/
+# The store's URL goes to MLflow and `sweep ui-url` through the environment, never on a command
+# line (ps shows those to every user, and make echoes them): it may hold a password.
+server: $(STAMP) ## MLflow tracking server on 127.0.0.1:SERVER_PORT over MLFLOW_TRACKING_URI's database (else mlruns/) or SERVER_BACKEND
 	@mkdir -p mlruns/artifacts
-	$(BIN)/mlflow server --backend-store-uri $(SERVER_BACKEND) --artifacts-destination mlruns/artifacts \
-		--host 127.0.0.1 --port $(SERVER_PORT)
+	@$(TRACKING_DB_SH); db="$${SERVER_BACKEND:-$$db}"; \
+	export MLFLOW_TRACKING_URI="$$db" MLFLOW_BACKEND_STORE_URI="$$db"; \
+	$(BIN)/sweep ui-url --base http://127.0.0.1:$(SERVER_PORT) && \
+	exec $(BIN)/mlflow server --artifacts-destination mlruns/artifacts --host 127.0.0.1 --port $(SERVER_PORT)
 
-ui: $(STAMP) ## start the MLflow UI on 127.0.0.1 over mlruns/ and print the newest study's URL
+ui: $(STAMP) ## MLflow UI on 127.0.0.1 over MLFLOW_TRACKING_URI (else mlruns/); prints the newest study's URL
 	@mkdir -p mlruns
-	@$(BIN)/sweep ui-url --base http://127.0.0.1:$(UI_PORT)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+	@case "$$MLFLOW_TRACKING_URI" in http://*|https://*) \
+		$(BIN)/sweep ui-url --base "$$MLFLOW_TRACKING_URI"; \
+		echo "(MLFLOW_TRACKING_URI is a tracking server, which serves its own UI: nothing to start)"; \
+		exit 0;; esac; \
+	$(TRACKING_DB_SH); export MLFLOW_TRACKING_URI="$$db" MLFLOW_BACKEND_STORE_URI="$$db"; \
+	$(BIN)/sweep ui-url --base http://127.0.0.1:$(UI_PORT) && \
+	exec $(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT)
 
 best: $(STAMP) ## print the best config of STUDY (default: the space's name) as JSON
 	$(BIN)/sweep best --study $(or $(STUDY),$(SPACE)) $(ARGS)

@@ -5,12 +5,14 @@ mistyped flag answer without loading torch, Optuna or MLflow."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from sweep.errors import UsageError
 from sweep.guards.study_names import check_study_name
+from sweep.provenance.redact import redact_text
 
 # flag -> dotted key of the search-space YAML it overrides
 OVERRIDE_FLAGS = {
@@ -32,9 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sweep",
         description="Choose batch size, learning rate and optimizer by k-fold CV (Optuna + MLflow).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _verbosity_flags(parser, default=0)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # -v / -q are accepted after the command too; there they do not reset what came before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _verbosity_flags(common, default=argparse.SUPPRESS)
 
-    run = commands.add_parser("run", help="create or resume a study and run its trials")
+    run = commands.add_parser(
+        "run", parents=[common], help="create or resume a study and run its trials"
+    )
     run.add_argument(
         "--space", default="default", help="bundled space name or YAML path (default: default)"
     )
@@ -73,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     worker = commands.add_parser(
-        "worker", help="join an existing study in shared storage and run its trials"
+        "worker",
+        parents=[common],
+        help="join an existing study in shared storage and run its trials",
     )
     worker.add_argument("--study", required=True, help="the study to join")
     _storage_flag(worker)
@@ -82,14 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--capture", help="off or compile (default: the study's)")
     worker.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    best = commands.add_parser("best", help="print or write a study's best config")
+    best = commands.add_parser(
+        "best", parents=[common], help="print or write a study's best config"
+    )
     best.add_argument("--study", required=True, help="study name")
     best.add_argument("--format", choices=("json", "yaml"), default="json")
     best.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     _storage_flag(best)
 
     report = commands.add_parser(
-        "report", help="print a study's batch-size report, write its figures, log it to MLflow"
+        "report",
+        parents=[common],
+        help="print a study's batch-size report, write its figures, log it to MLflow",
     )
     report.add_argument("--study", required=True, help="study name")
     _storage_flag(report)
@@ -100,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     refit = commands.add_parser(
         "refit",
+        parents=[common],
         help="train a study's recommended config on all the data; save and log the model",
     )
     refit.add_argument("--study", required=True, help="study name")
@@ -113,17 +129,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ui_url = commands.add_parser(
-        "ui-url", help="print the MLflow UI address of the newest study's runs"
+        "ui-url", parents=[common], help="print the MLflow UI address of the newest study's runs"
     )
     ui_url.add_argument("--base", default="http://127.0.0.1:5000", help="where the UI listens")
     _tracking_flag(ui_url)
     return parser
 
 
+def set_log_level(verbosity: int) -> None:
+    """The ``sweep`` logger's level from ``-v`` (positive) and ``-q`` (negative): INFO by
+    default, DEBUG with -v, WARNING with -q, ERROR with -qq. Its handler is set up by
+    :func:`sweep.commands.terminal.say`, which writes the messages."""
+    levels = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}
+    logging.getLogger("sweep").setLevel(levels.get(max(-2, verbosity), logging.DEBUG))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batchsweep")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown (not installed)"
+
+
+def _verbosity_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=default,
+        help="more messages (debug)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        dest="quiet",
+        action="count",
+        default=default,
+        help="fewer messages: -q warnings and errors only, -qq errors only",
+    )
+
+
 def _storage_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
-        help="Optuna storage URL (default: $SWEEP_STORAGE or sqlite:///mlruns/optuna.db)",
+        help="Optuna storage URL (default: $SWEEP_STORAGE, $OPTUNA_STORAGE or "
+        "sqlite:///mlruns/optuna.db)",
     )
 
 
@@ -136,6 +189,7 @@ def _tracking_flag(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_log_level(args.verbosity - args.quiet)
     try:
         check_study_name(getattr(args, "study", None))  # before any store or heavy library
         if args.command == "run":
@@ -150,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _refit(args)
         return _ui_url(args)
     except UsageError as err:
-        print(f"sweep {args.command}: error: {err}", file=sys.stderr)
+        print(f"sweep {args.command}: error: {redact_text(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -9,12 +9,16 @@ DEFAULT_STORE_DIR = Path("mlruns")
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 STORAGE_ENV = "SWEEP_STORAGE"
+OPTUNA_STORAGE_ENV = "OPTUNA_STORAGE"  # Optuna's own CLI reads it too; ours comes first
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
 
 def resolve_storage(flag: str | None) -> str:
-    """``--storage`` beats ``$SWEEP_STORAGE`` beats the embedded SQLite file under ``mlruns/``."""
-    return flag or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    """``--storage`` beats ``$SWEEP_STORAGE`` beats ``$OPTUNA_STORAGE`` beats the embedded SQLite
+    file under ``mlruns/``."""
+    return (
+        flag or os.environ.get(STORAGE_ENV) or os.environ.get(OPTUNA_STORAGE_ENV) or DEFAULT_STORAGE
+    )
 
 
 def resolve_tracking_uri(flag: str | None) -> str:

@@ -15,7 +15,12 @@ from optuna.trial import TrialState
 from sweep.outcome import RunPlan, SweepOutcome
 from sweep.report.build import StudyReport, build_report
 from sweep.report.snapshot import snapshot_of
-from sweep.study.attrs import REPORT_MARKER_ATTR
+from sweep.study.attrs import (
+    BEST_BATCH_SIZE_ATTR,
+    RECOMMENDED_TRIAL_ATTR,
+    REPORT_MARKER_ATTR,
+    SELECTION_RULE_ATTR,
+)
 from sweep.study.resume import counted_trials
 from sweep.tracking.sink import TrackingSink
 
@@ -39,23 +44,20 @@ def reap(study: optuna.Study, sink: TrackingSink) -> int:
     return sink.reap(finished)
 
 
-def close_study(
-    study: optuna.Study, sink: TrackingSink, status: str, **_retired: object
-) -> StudyReport:
+def close_study(study: optuna.Study, sink: TrackingSink, status: str) -> StudyReport:
     """Reap, report and set the study run's status; returns the report.
 
     The report is rebuilt from the study's records, which hold the gradient noise scale measured
     while the trials ran. Its files and figures are drawn and logged only when the study changed
     since the last report was logged (a worker joining a finished study leaves in seconds).
     With status RUNNING (other workers go on) the run is left RUNNING for the last worker to end.
-    ``_retired`` takes the keywords callers passed before the measurement moved into the sweep
-    (``spec``, ``problem``, ``final_params``); they are not used.
     """
     reap(study, sink)
     # No drain first: the report reads Optuna while the writer sends the last trials' writes;
     # the sink drains before it uploads the files.
     snapshot = snapshot_of(study)
     report = build_report(snapshot)
+    record_choice(study, report)
     changed = snapshot.logged_report != snapshot.fingerprint
     if changed:
         # matplotlib (the figures) loads only when there is a report to draw
@@ -70,6 +72,22 @@ def close_study(
     if changed:  # every write above is confirmed: the next worker need not log it again
         study.set_user_attr(REPORT_MARKER_ATTR, snapshot.fingerprint)
     return report
+
+
+def record_choice(study: optuna.Study, report: StudyReport) -> None:
+    """The recommended trial and batch size as the study's user attributes, where Optuna's own
+    tools (optuna-dashboard) show them beside their lowest-loss "best trial"."""
+    if report.recommended is None or report.choice is None:
+        return
+    choice = {
+        RECOMMENDED_TRIAL_ATTR: report.recommended.number,
+        BEST_BATCH_SIZE_ATTR: report.choice.batch_size,
+        SELECTION_RULE_ATTR: report.choice.rule,
+    }
+    stored = study.user_attrs
+    for key, value in choice.items():
+        if stored.get(key) != value:
+            study.set_user_attr(key, value)
 
 
 def sweep_outcome(

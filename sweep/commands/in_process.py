@@ -13,6 +13,7 @@ from sweep.commands.stores import open_stores
 from sweep.commands.terminal import TrialProgress, print_summary, say
 from sweep.graceful_stop import GracefulStop
 from sweep.outcome import RunPlan, SweepOutcome
+from sweep.provenance.redact import redact_url
 from sweep.study.heartbeats import fail_stale_trials
 from sweep.study.objectives import argmin_trial, cv_loss
 from sweep.study.resume import counted_trials
@@ -37,8 +38,8 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         f"{done}/{spec.budget.trials} trials done, {remaining} to run on {plan.device}.\n"
         f"  data: {dataset.name} ({dataset.n_samples} rows, {_sample_shape(dataset)}, "
         f"{dataset.task}), {len(plan.folds)}-fold CV, {spec.training.epochs} epochs\n"
-        f"  optuna storage: {plan.storage_url}\n"
-        f"  mlflow tracking: {plan.tracking_uri} (experiment {sink.experiment_id})"
+        f"  optuna storage: {redact_url(plan.storage_url)}\n"
+        f"  mlflow tracking: {redact_url(plan.tracking_uri)} (experiment {sink.experiment_id})"
     )
     best = argmin_trial(study.get_trials(deepcopy=False))
     progress = TrialProgress(
@@ -79,7 +80,7 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
         say(
             f"\nStopped by {stop.requested}: {counted}/{spec.budget.trials} trials "
             f"done, every finished trial is saved. Resume with the same command, or with\n"
-            f"  sweep worker --study {plan.study_name} --storage {plan.storage_url}"
+            f"  sweep worker --study {plan.study_name} --storage {redact_url(plan.storage_url)}"
         )
     else:
         print_summary(report, ran=ran, seconds=seconds, training_seconds=clock.seconds)

@@ -16,12 +16,15 @@ from tqdm import tqdm
 from sweep.commands.finish import close_study, end_status, sweep_outcome
 from sweep.commands.stores import open_stores
 from sweep.commands.terminal import print_summary, say
+from sweep.locations import STORAGE_ENV, TRACKING_ENV
 from sweep.outcome import RunPlan, SweepOutcome
 from sweep.study.resume import counted_trials
 from sweep.study.sqlite_tuning import tune_sqlite_connections
 
 
 def worker_command(plan: RunPlan, device: str) -> list[str]:
+    """The worker's argv. The stores' URLs are not in it: any user of the host can read a
+    process's argv (``ps``), and a URL may carry a password; they go in :func:`worker_env`."""
     return [
         sys.executable,
         "-m",
@@ -29,14 +32,15 @@ def worker_command(plan: RunPlan, device: str) -> list[str]:
         "worker",
         "--study",
         plan.study_name,
-        "--storage",
-        plan.storage_url,
-        "--tracking-uri",
-        plan.tracking_uri,
         "--device",
         device,
         "--no-progress",
     ]
+
+
+def worker_env(plan: RunPlan) -> dict[str, str]:
+    """This process's environment, with the stores' URLs where the worker looks for them."""
+    return {**os.environ, STORAGE_ENV: plan.storage_url, TRACKING_ENV: plan.tracking_uri}
 
 
 def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> SweepOutcome:
@@ -52,7 +56,7 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
     )
     processes = []
     for index in range(count):
-        env = dict(os.environ)
+        env = worker_env(plan)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(gpus[index])
             device = "cuda"
@@ -80,7 +84,7 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         signal.signal(signal.SIGINT, previous_int)
     codes = [process.returncode for process in processes]
     status = end_status(study, spec.budget.trials, stopped=any(codes))
-    report = close_study(study, sink, status, spec=spec, problem=plan.inputs.problem())
+    report = close_study(study, sink, status)
     counted = report.snapshot.counted  # the study as the report read it, every worker gone
     ran = counted - done
     print_summary(report, ran=ran, seconds=time.perf_counter() - started)

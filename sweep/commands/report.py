@@ -10,8 +10,11 @@ from pathlib import Path
 import optuna
 
 from sweep.commands.checks import check_storage_url, check_tracking_uri, quiet_library_logs
+from sweep.commands.finish import record_choice
+from sweep.commands.terminal import say
 from sweep.errors import UsageError
 from sweep.guards.safe_files import write_into
+from sweep.provenance.redact import redact_url
 from sweep.report import console
 from sweep.report.build import StudyReport, build_report
 from sweep.report.files import CSV_FILE, copy_files, write_report
@@ -35,6 +38,7 @@ def run_report(
     report = build_report(snapshot)
     if not report.rows:
         raise UsageError(f"--study {study_name!r} has no finished trial yet; nothing to report.")
+    record_choice(study, report)
     print(console.batch_size_table(report.rows, report.choice))
     print("\n".join(noise_lines(report.noise, report.noise_note)))
     if report.pareto:
@@ -52,8 +56,8 @@ def run_report(
         copy_files(staged, [CSV_FILE, *[n for n in names if n.endswith(".png")]], folder)
         report_json = json.dumps(report.as_dict(), indent=2) + "\n"
         write_into(folder, "batch_size_report.json", report_json)
-        print(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")
+        say(f"wrote {folder}/ (batch_size_report.csv, .json and the figures)")
     if sink is not None:
         sink.drain()
-        print(f"logged to MLflow run {parent_run_id} ({tracking_uri})")
+        say(f"logged to MLflow run {parent_run_id} ({redact_url(tracking_uri)})")
     return report

@@ -12,9 +12,11 @@ from typing import Any
 import optuna
 
 from sweep.outcome import RunPlan
+from sweep.provenance.redact import redact_url
 from sweep.study.attrs import PARENT_RUN_ATTR
 from sweep.study.creation_lock import creation_lock
 from sweep.study.resume import open_study
+from sweep.tracking.mlflow_context import run_context
 from sweep.tracking.mlflow_sink import MlflowSink
 from trainers.problem import DEFAULT_LOSS, DEFAULT_METRIC, n_outputs_of, standardizes
 
@@ -22,8 +24,9 @@ from trainers.problem import DEFAULT_LOSS, DEFAULT_METRIC, n_outputs_of, standar
 def open_stores(plan: RunPlan) -> tuple[optuna.Study, MlflowSink]:
     """The study and an MLflow sink whose study run is the study's (created here if missing)."""
     spec = plan.spec
+    context = run_context(plan.dataset, space_file=spec.path)  # outside the lock: it reads data
     with creation_lock(plan.storage_url):
-        sink = MlflowSink(plan.tracking_uri, plan.study_name)
+        sink = MlflowSink(plan.tracking_uri, plan.study_name, context=context)
         study = open_study(
             spec,
             study_name=plan.study_name,
@@ -33,7 +36,11 @@ def open_stores(plan: RunPlan) -> tuple[optuna.Study, MlflowSink]:
         existing = study.user_attrs.get(PARENT_RUN_ATTR)
         parent_run_id = sink.open_study(
             existing_run_id=existing,
-            tags={"study": plan.study_name, "space": spec.path, "storage": plan.storage_url},
+            tags={
+                "study": plan.study_name,
+                "space": spec.path,
+                "storage": redact_url(plan.storage_url),
+            },
         )
         if existing != parent_run_id:
             study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)

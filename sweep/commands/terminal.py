@@ -1,21 +1,61 @@
-"""What a sweep prints while it runs and when it ends: the progress bar and the summary."""
+"""What a sweep prints while it runs and when it ends: the progress bar and the summary.
+
+Messages go through the ``sweep`` logger (``sweep -v``/``-q`` set its level; a program that embeds
+the sweep configures it like any other logger), to standard output, with every URL's password
+masked."""
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 
 import optuna
 from tqdm import tqdm
 
+from sweep.provenance.redact import redact_text
 from sweep.report import console
 from sweep.report.build import StudyReport
 from sweep.report.noise import noise_lines
 from sweep.study.trial_session import TrialSession
 
+logger = logging.getLogger("sweep")
 
-def say(message: str) -> None:
-    print(message, file=sys.stdout, flush=True)
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to ``sys.stdout`` as it is when a message is written, not as it was when the
+    handler was made (pytest, notebooks and ``contextlib.redirect_stdout`` replace it)."""
+
+    @property
+    def stream(self):  # noqa: ANN202 - logging.StreamHandler's attribute
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Every message of the ``sweep`` loggers (the MLflow writer's too) with passwords masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+def _handler() -> None:
+    if not logger.handlers:  # a program that set up its own keeps it
+        handler = _StdoutHandler()
+        handler.setFormatter(_RedactingFormatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+
+
+def say(message: str, level: int = logging.INFO) -> None:
+    """One message of the sweep, its URLs' passwords masked."""
+    _handler()
+    logger.log(level, redact_text(message))
 
 
 class TrialProgress:

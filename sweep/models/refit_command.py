@@ -117,6 +117,7 @@ def _check_parent_run(tracking_uri: str, parent_run_id: str, study_name: str) ->
     """The model goes to the study's parent run: that run must be in the tracking store, and a
     SQLite store that does not exist is not created."""
     from sweep.locations import sqlite_path
+    from sweep.provenance.redact import redact_url
 
     db_file = sqlite_path(tracking_uri)
     missing = db_file is not None and not db_file.is_file()
@@ -126,7 +127,7 @@ def _check_parent_run(tracking_uri: str, parent_run_id: str, study_name: str) ->
         missing = not parent_run_exists(tracking_uri, parent_run_id)
     if missing:
         raise UsageError(
-            f"--tracking-uri {tracking_uri}: study {study_name!r} logged to parent run "
+            f"--tracking-uri {redact_url(tracking_uri)}: study {study_name!r} logged to parent run "
             f"{parent_run_id}, which is not in this tracking store. Pass the --tracking-uri "
             "(or MLFLOW_TRACKING_URI) the sweep used."
         )

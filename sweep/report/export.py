@@ -11,6 +11,7 @@ from sweep.best_config_data import BestConfig, Provenance, library_versions
 from sweep.errors import UsageError
 from sweep.locations import resolve_storage, sqlite_path
 from sweep.lr_scaling import resolve_rule
+from sweep.provenance.redact import redact_url
 from sweep.report.selection import recommended_trial
 from sweep.report.snapshot import StudySnapshot, snapshot_of
 from sweep.study.objectives import argmin_trial, cv_loss
@@ -28,14 +29,14 @@ def best_config_from_study(study_name: str, *, storage: str | None = None) -> Be
     db_file = sqlite_path(url)
     if db_file is not None and not db_file.exists():
         raise UsageError(
-            f"--study {study_name!r}: no study storage at {url}. Run `make sweep` first."
+            f"--study {study_name!r}: no study storage at {redact_url(url)}. Run `make sweep` first."
         )
     try:
         study = optuna.load_study(study_name=study_name, storage=url)
     except KeyError as err:
         names = optuna.get_all_study_names(storage=url)
         raise UsageError(
-            f"--study {study_name!r} does not exist in {url}. Studies there: {', '.join(names) or 'none'}."
+            f"--study {study_name!r} does not exist in {redact_url(url)}. Studies there: {', '.join(names) or 'none'}."
         ) from err
     snapshot = snapshot_of(study)
     recommended = recommended_trial(snapshot.trials)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from sweep.guards.safe_files import copy_into
+from sweep.provenance.description import NOTE_TAG, study_description
 from sweep.report.build import StudyReport
 from sweep.report.figures import close_all, report_figures
 from sweep.report.rows import rows_as_csv
@@ -24,6 +25,7 @@ def write_report(report: StudyReport, sink: TrackingSink | None, folder: Path) -
     names = write_report_files(folder, report)
     if sink is not None:
         metrics, params, tags = report.tracking_values()
+        tags = {**tags, NOTE_TAG: study_description(report)}  # the run's description in the UI
         sink.log_report(metrics=metrics, params=params, tags=tags, folder=folder)
     return names
 

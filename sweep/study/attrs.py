@@ -12,4 +12,9 @@ SPEC_ATTR = "spec"  # the validated search space, so a worker joins with the stu
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the id of the study's run in the tracking store
 BUDGET_ATTR = "budget_trials"
 REPORT_MARKER_ATTR = "logged_report"  # the fingerprint of the study when its report was logged
+# Our choice, for Optuna's own tools (optuna-dashboard shows a study's user attributes); their
+# "best trial" is the lowest loss, ours the one-standard-error rule's.
+RECOMMENDED_TRIAL_ATTR = "recommended_trial"
+BEST_BATCH_SIZE_ATTR = "best_batch_size"
+SELECTION_RULE_ATTR = "best_batch_size_rule"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # FAILED trials are retried

@@ -15,6 +15,7 @@ from search_spaces.spec import SweepSpec
 from search_spaces.spec_io import spec_from_dict, spec_to_dict
 from sweep.errors import UsageError
 from sweep.locations import sqlite_path
+from sweep.provenance.redact import redact_url
 from sweep.study.attrs import (
     BUDGET_ATTR,
     CONTEXT_ATTR,
@@ -143,7 +144,7 @@ def check_resumable(storage_url: str, study_name: str, spec: SweepSpec) -> bool:
     stored = storage.get_study_user_attrs(study_id).get(SPACE_FINGERPRINT_ATTR)
     if stored is not None and stored != space_fingerprint(spec):
         raise UsageError(
-            f"--study {study_name!r}: the study in {storage_url} was created from a different search "
+            f"--study {study_name!r}: the study in {redact_url(storage_url)} was created from a different search "
             f"space, data set, model or training setting (fingerprint {stored}, now "
             f"{space_fingerprint(spec)}). Trials of the two would not be comparable. Use a new "
             f"--study name, or rerun with the settings it was created with."
@@ -180,7 +181,7 @@ def load_spec(storage_url: str, study_name: str) -> SweepSpec:
     db_file = sqlite_path(storage_url)
     if db_file is not None and not db_file.exists():
         raise UsageError(
-            f"--storage {storage_url}: no such database; create the study with `sweep run`."
+            f"--storage {redact_url(storage_url)}: no such database; create the study with `sweep run`."
         )
     storage = make_storage(storage_url)
     try:
@@ -188,7 +189,7 @@ def load_spec(storage_url: str, study_name: str) -> SweepSpec:
     except KeyError as err:
         names = [s.study_name for s in storage.get_all_studies()]
         raise UsageError(
-            f"--study {study_name!r} does not exist in {storage_url}; studies there: "
+            f"--study {study_name!r} does not exist in {redact_url(storage_url)}; studies there: "
             f"{', '.join(names) or 'none'}. Create it with `sweep run --study {study_name} ...`."
         ) from err
     stored = storage.get_study_user_attrs(study_id).get(SPEC_ATTR)

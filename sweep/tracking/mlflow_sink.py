@@ -1,6 +1,7 @@
 """The MLflow sink: one experiment per study, one parent run per study, one nested run per trial,
-batched writes. With its background writer (:mod:`sweep.tracking.mlflow_writer`) and the ``runs:/``
-reader of :mod:`sweep.best_config`, the only code that imports MLflow.
+batched writes. With its background writer (:mod:`sweep.tracking.mlflow_writer`), the run context
+and dataset input of :mod:`sweep.tracking.mlflow_context` and the reader of :mod:`sweep.best_config`,
+the only code that imports MLflow.
 
 Every write is buffered per run and sent with ``log_batch`` in chunks, so a trial costs a handful
 of requests whatever its number of epochs and folds; the requests run on a background thread while
@@ -19,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from sweep.locations import absolute_sqlite_uri, artifact_root_for, spool_path_for, sqlite_path
 from sweep.study.trial_record import TRIAL_NUMBER_TAG
+from sweep.tracking.mlflow_context import SPACE_ARTIFACT_DIR, RunContext
 from sweep.tracking.mlflow_writer import MlflowWriter
 from sweep.tracking.sink import RUN_STATUS, FinishedTrials
 
@@ -81,10 +83,13 @@ class MlflowSink:
         >>> parent_id = sink.open_study(existing_run_id=None, tags={"study": "default"})
     """
 
-    def __init__(self, tracking_uri: str, experiment_name: str) -> None:
+    def __init__(
+        self, tracking_uri: str, experiment_name: str, *, context: RunContext | None = None
+    ) -> None:
         tracking_uri = absolute_sqlite_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri = tracking_uri
+        self.context = context or RunContext()  # what every run this sink creates gets
         self.experiment_id = self._experiment(experiment_name, artifact_root_for(tracking_uri))
         self.parent_run_id: str | None = None
         self._buffers: dict[str, _RunBuffer] = {}  # this sink's RUNNING trial runs
@@ -112,9 +117,14 @@ class MlflowSink:
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=tags.get("study"),
-                tags={k: str(v) for k, v in tags.items()},
+                tags={**self.context.tags, **{k: str(v) for k, v in tags.items()}},
             )
             self.parent_run_id = run.info.run_id
+            self._log_dataset(self.parent_run_id)
+            if self.context.space_file is not None:
+                self.client.log_artifact(
+                    self.parent_run_id, str(self.context.space_file), SPACE_ARTIFACT_DIR
+                )
         return self.parent_run_id
 
     def attach_study(self, parent_run_id: str) -> None:
@@ -163,12 +173,14 @@ class MlflowSink:
             self.experiment_id,
             run_name=f"trial-{number:04d}",
             tags={
+                **self.context.tags,
                 PARENT_TAG: self.parent_run_id,
                 TRIAL_NUMBER_TAG: str(number),
                 **{k: str(v) for k, v in tags.items()},
             },
         )
         run_id = run.info.run_id
+        self._log_dataset(run_id)
         self.trial_run_ids.add(run_id)
         buffer = self._buffers[run_id] = _RunBuffer(run_id, self.writer)
         buffer.add(params=params)
@@ -227,6 +239,12 @@ class MlflowSink:
         return reaped
 
     # -- helpers
+
+    def _log_dataset(self, run_id: str) -> None:
+        """The data as the run's dataset input: one request; MLflow stores the dataset once per
+        experiment and links each run to it."""
+        if self.context.dataset is not None:
+            self.client.log_inputs(run_id, datasets=[self.context.dataset])
 
     def _parent_buffer(self) -> _RunBuffer:
         assert self.parent_run_id is not None

@@ -22,6 +22,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from sweep.provenance.redact import redact_url
+
 logger = logging.getLogger(__name__)
 
 RETRY_DELAYS_SECONDS = (0.5, 2.0, 8.0, 30.0)
@@ -55,7 +57,7 @@ class MlflowWriter:
 
     def submit(self, op: dict[str, Any]) -> None:
         """Queue ``op``; it runs after every op queued before it."""
-        op = {**op, "tracking_uri": self.tracking_uri}
+        op = {**op, "tracking_uri": redact_url(self.tracking_uri)}  # the spool holds no password
         self._pending.append(self._executor.submit(self._with_retries, op))
         self._pending = [future for future in self._pending if not future.done()]
 
@@ -82,7 +84,7 @@ class MlflowWriter:
             ops = [json.loads(line) for line in lines if line.strip()]
             keep, sent = [], 0
             for op in ops:
-                if op.get("tracking_uri") != self.tracking_uri:
+                if op.get("tracking_uri") != redact_url(self.tracking_uri):
                     keep.append(op)
                     continue
                 try:

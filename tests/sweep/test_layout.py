@@ -17,6 +17,7 @@ MLFLOW_MODULES = {
     "sweep.tracking.mlflow_sink",
     "sweep.tracking.mlflow_writer",
     "sweep.tracking.model_log",
+    "sweep.tracking.mlflow_context",
     "sweep.best_config",
 }
 

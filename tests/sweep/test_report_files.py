@@ -49,7 +49,7 @@ def test_every_report_file_reaches_the_parent_run_and_sweep_report_writes_the_sa
     run_sweep(RunOptions(space=str(space)))
 
     uploaded = _parent_artifacts(workdir / "after-sweep")
-    assert {p.name for p in uploaded.iterdir()} == FILES
+    assert {p.name for p in uploaded.iterdir()} == FILES | {"space"}  # space/: the YAML
     for name in FILES - FIGURES - {"batch_size_report.csv"}:
         json.loads((uploaded / name).read_text())
     BestConfig.from_dict(json.loads((uploaded / "best_config.json").read_text()))
@@ -61,7 +61,7 @@ def test_every_report_file_reaches_the_parent_run_and_sweep_report_writes_the_sa
     written = {p.name for p in folder.iterdir()}
     assert written == FIGURES | {"batch_size_report.csv", "batch_size_report.json"}
     reported = _parent_artifacts(workdir / "after-report")
-    assert {p.name for p in reported.iterdir()} == FILES
+    assert {p.name for p in reported.iterdir()} == FILES | {"space"}
     for name in FIGURES | {"batch_size_report.csv"}:  # drawn once: the very same bytes
         assert (folder / name).read_bytes() == (reported / name).read_bytes(), name
     assert json.loads((folder / "batch_size_report.json").read_text()) == json.loads(
