@@ -9,6 +9,8 @@ import json
 import math
 from typing import TYPE_CHECKING
 
+from sweep.report.noise import noise_lines
+
 if TYPE_CHECKING:
     from sweep.report.build import StudyReport
     from sweep.report.rows import BatchSizeRow
@@ -50,17 +52,15 @@ def study_description(report: StudyReport) -> str:
 
 
 def _critical(report: StudyReport) -> str:
-    noise = report.noise
-    if noise is None:
-        return f"not measured ({report.noise_note or 'no measurement'})."
-    if not math.isfinite(noise.b_simple) or noise.b_simple <= 0:
-        return (
-            "not measurable: the mean gradient's squared norm is not measurably above zero "
-            "at the recommended config's trained weights."
-        )
-    return (
-        f"**{noise.b_simple:,.0f}** (gradient noise scale B_simple of the recommended config; "
-        "batches much larger than it buy little per step)."
+    """The report's judged readings (after epoch 1 and at the end), as Markdown lines."""
+    lines = noise_lines(report.noise, report.noise_note)
+    if len(lines) == 1:  # not measured, and why
+        return lines[0].split(": ", 1)[1] + "."
+    return "\n".join(
+        [
+            "measured" + lines[0].split(", measured", 1)[1],
+            *(f"- {line.strip()}" for line in lines[1:]),
+        ]
     )
 
 
