@@ -21,6 +21,7 @@ OVERRIDE_FLAGS = {
     "device": "training.device",
     "precision": "training.precision",
     "capture": "training.capture",
+    "threads": "training.threads",
     "seed": "cv.seed",
     "group_size": "budget.group_size",
 }
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--capture",
         help="off (default) or compile: each step through torch.compile (CUDA graphs on CUDA)",
     )
+    _threads_flag(run)
     run.add_argument(
         "--group-size",
         type=int,
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tracking_flag(worker)
     worker.add_argument("--device", help="auto, cpu, cuda or mps (default: the study's)")
     worker.add_argument("--capture", help="off or compile (default: the study's)")
+    _threads_flag(worker)
     worker.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     best = commands.add_parser("best", help="print or write a study's best config")
@@ -103,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     ui_url.add_argument("--base", default="http://127.0.0.1:5000", help="where the UI listens")
     _tracking_flag(ui_url)
     return parser
+
+
+def _threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        help="torch's CPU threads: auto (default: one for small stacks, more for large steps) "
+        "or an integer >= 1",
+    )
 
 
 def _storage_flag(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +203,7 @@ def _worker(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,
             device=args.device,
             capture=args.capture,
+            threads=args.threads,
             show_progress=not args.no_progress,
         )
     )

@@ -247,13 +247,15 @@ def make_problem(
     loss: str | Callable = "auto",
     metric: str | Callable = "auto",
     standardize: str = "auto",
+    threads: int | None = None,
 ) -> TrainingProblem:
     """The data on ``device`` and the engine for ``model``, ``loss`` and ``metric``.
 
     ``loss``/``metric``: "auto" (the task's usual one), a name from :mod:`trainers.losses`, or a
     callable (a metric callable carries ``higher_is_better``). ``standardize``: "auto" and
     "features" standardise a table's features (and a regression target) per fold on its train
-    part; "none", and "auto" for N-d inputs, leave the data as given.
+    part; "none", and "auto" for N-d inputs, leave the data as given. ``threads``: torch's
+    intra-op threads for every stack; None chooses per stack (:mod:`trainers.threads`).
     """
     model = model or ModelChoice()
     task = dataset.task
@@ -267,6 +269,7 @@ def make_problem(
             fast=True,
             metric_name=str(metric),
             higher_is_better=True,
+            threads=threads,
         )
     if scaled:
         data = module_folds_from(prepare_folds(dataset, folds, device=device))
@@ -297,4 +300,5 @@ def make_problem(
             "loss": resolved_loss,
             "metric": resolved_metric,
         },
+        threads=threads,
     )

@@ -17,6 +17,7 @@ from sweep.commands.finish import close_study, end_status, sweep_outcome
 from sweep.commands.stores import open_stores
 from sweep.commands.terminal import print_summary, say
 from sweep.outcome import RunPlan, SweepOutcome
+from sweep.perf.worker_threads import worker_environment
 from sweep.study.resume import counted_trials
 from sweep.study.sqlite_tuning import tune_sqlite_connections
 
@@ -36,6 +37,8 @@ def worker_command(plan: RunPlan, device: str) -> list[str]:
         "--device",
         device,
         "--no-progress",
+        # The study stores the space it was created with; this run's thread count may differ.
+        *(["--threads", str(threads)] if (threads := plan.spec.training.threads) else []),
     ]
 
 
@@ -58,7 +61,7 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
             device = "cuda"
         else:
             # The CPU's cores are shared out, so the workers do not oversubscribe them.
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+            env = worker_environment(env, count, threads=spec.training.threads)
             device = plan.device.type
         processes.append(subprocess.Popen(worker_command(plan, device), env=env))
     started = time.perf_counter()

@@ -46,6 +46,7 @@ class WorkerOptions:
     tracking_uri: str | None = None
     device: str | None = None  # default: the device the study's space names
     capture: str | None = None  # default: the study's; compiling depends on the host
+    threads: str | None = None  # "auto" or an integer; default: the study's
     show_progress: bool = True
 
 
@@ -69,6 +70,7 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
     """Join a study in shared storage and run trials until its budget is met by all workers."""
     from sweep.study.resume import load_spec  # Optuna: off the start-up path of other commands
 
+    threads = None if options.threads is None else parse_threads(options.threads, flag="--threads")
     storage_url = resolve_storage(options.storage)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     check_storage_url(storage_url)
@@ -85,6 +87,8 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
                 f"--capture {options.capture!r}: must be one of {', '.join(CAPTURE_MODES)}."
             )
         spec = replace(spec, training=replace(spec.training, capture=options.capture))
+    if options.threads is not None:
+        spec = replace(spec, training=replace(spec.training, threads=threads))
     flags = {"training.device": "--device"} if options.device else {}
     if options.capture:
         flags["training.capture"] = "--capture"
@@ -94,6 +98,15 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
 
     plan = RunPlan(spec, inputs, options.study, storage_url, tracking_uri, resuming=True)
     return run_in_process(plan, show_progress=options.show_progress)
+
+
+def parse_threads(text: str, *, flag: str) -> int | None:
+    """``auto`` (None) or a thread count >= 1; anything else is a UsageError naming ``flag``."""
+    if text == "auto":
+        return None
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise UsageError(f"{flag} {text!r}: must be auto or an integer >= 1, e.g. {flag} 1.")
 
 
 def plan_run(options: RunOptions) -> RunPlan:
