@@ -15,6 +15,8 @@ from sweep.commands.stores import open_stores
 from sweep.commands.terminal import TrialProgress, print_summary, say
 from sweep.graceful_stop import GracefulStop
 from sweep.outcome import RunPlan, SweepOutcome
+from sweep.perf.fast_exit import flush_before_exit
+from sweep.perf.phases import PHASES, TimedSink
 from sweep.study.heartbeats import fail_stale_trials
 from sweep.study.objectives import argmin_trial, cv_loss
 from sweep.study.resume import counted_trials
@@ -29,9 +31,13 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     spec = plan.spec
     tune_sqlite_connections()
     problem = plan.inputs.problem()
-    study, sink = open_stores(plan)
-    fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
-    reap(study, sink)
+    with PHASES.phase("stores"):
+        study, sink = open_stores(plan)
+        flush_before_exit(sink.drain)
+        if PHASES.verbose:
+            sink = TimedSink(sink, PHASES)
+        fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
+        reap(study, sink)
     done = counted_trials(study)
     remaining = max(0, spec.budget.trials - done)
     dataset = plan.dataset
@@ -57,23 +63,26 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     with GracefulStop() as stop:
         try:
             if remaining:
-                run_trials(
-                    study,
-                    spec,
-                    problem,
-                    sink,
-                    on_trial_end=progress,
-                    stop=stop,
-                    final_params=final_params,
-                    clock=clock,
-                )
+                with PHASES.phase("Optuna"):
+                    run_trials(
+                        study,
+                        spec,
+                        problem,
+                        sink,
+                        on_trial_end=progress,
+                        stop=stop,
+                        final_params=final_params,
+                        clock=clock,
+                    )
+                PHASES.add("Optuna", -clock.seconds)  # the engine's own time is training's
+                PHASES.add("training", clock.seconds)
             status = end_status(study, spec.budget.trials, stopped=stop.requested is not None)
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
             progress.close()
-            with stop.shielded():
+            with stop.shielded(), PHASES.phase("report"):
                 report = close_study(
                     study, sink, status, spec=spec, problem=problem, final_params=final_params
                 )

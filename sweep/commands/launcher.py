@@ -17,6 +17,8 @@ from sweep.commands.finish import close_study, end_status, sweep_outcome
 from sweep.commands.stores import open_stores
 from sweep.commands.terminal import print_summary, say
 from sweep.outcome import RunPlan, SweepOutcome
+from sweep.perf.fast_exit import flush_before_exit
+from sweep.perf.phases import PHASES
 from sweep.perf.worker_threads import worker_environment
 from sweep.study.resume import counted_trials
 from sweep.study.sqlite_tuning import tune_sqlite_connections
@@ -45,8 +47,10 @@ def worker_command(plan: RunPlan, device: str) -> list[str]:
 def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> SweepOutcome:
     spec = plan.spec
     tune_sqlite_connections()
-    study, sink = open_stores(plan)
-    sink.drain()
+    with PHASES.phase("stores"):
+        study, sink = open_stores(plan)
+        flush_before_exit(sink.drain)
+        sink.drain()
     done = counted_trials(study)
     count = len(gpus) or workers
     say(
@@ -72,10 +76,11 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         total=spec.budget.trials, initial=done, desc=f"study {plan.study_name}", unit="trial"
     )
     try:
-        while any(process.poll() is None for process in processes):
-            time.sleep(1.0)
-            bar.n = counted_trials(study)
-            bar.refresh()
+        with PHASES.phase("workers"):  # their own training, Optuna and MLflow
+            while any(process.poll() is None for process in processes):
+                time.sleep(1.0)
+                bar.n = counted_trials(study)
+                bar.refresh()
     finally:
         bar.n = counted_trials(study)
         bar.close()
@@ -83,7 +88,8 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         signal.signal(signal.SIGINT, previous_int)
     codes = [process.returncode for process in processes]
     status = end_status(study, spec.budget.trials, stopped=any(codes))
-    report = close_study(study, sink, status, spec=spec, problem=plan.inputs.problem())
+    with PHASES.phase("report"):
+        report = close_study(study, sink, status, spec=spec, problem=plan.inputs.problem())
     counted = report.snapshot.counted  # the study as the report read it, every worker gone
     ran = counted - done
     print_summary(report, ran=ran, seconds=time.perf_counter() - started)
