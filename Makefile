@@ -77,9 +77,12 @@ compare: $(STAMP) ## the article's experiment (full vs 64 vs 1) on its synthetic
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest --durations=15 $(ARGS)
 
-bench: $(STAMP) ## naive vs stacked (built-in MLP, and a CNN on the generic engine), the sweep's overhead
+bench: $(STAMP) ## naive vs stacked, busy host, whole process vs scikit-learn, FLOP/s (QUICK=1: small)
 	$(BIN)/python -m sweep.benchmark $(ARGS)
 	$(BIN)/python -m trainers.module_engine.bench
+	$(BIN)/python -m trainers.busy_host_bench $(if $(QUICK),--epochs 3 --repeats 1)
+	$(BIN)/python -m trainers.flops_bench $(if $(QUICK),--quick)
+	$(BIN)/python -m tests.benchmarks.whole_process $(if $(QUICK),--quick)
 
 bench-gpu: ## the trainers' benchmark alone (torch + scikit-learn only), for a GPU box: DEVICE=cuda
 	$(or $(wildcard $(BIN)/python),$(PYTHON)) -m trainers.benchmark --device $(or $(DEVICE),auto) \
