@@ -13,7 +13,8 @@ running, stacked MLP, Adam, 5 folds; "MACs" is the forward's multiply-adds of on
 x batch x the sum of the layers' in x out): at or below 4e6 MACs a second thread gained at most
 1.1-1.4x when it ran undisturbed and lost up to 80x when a core was taken (0.01x at 7e5 MACs); from
 5e7 MACs on it gained 1.5-2.2x, and ops run for milliseconds, longer than a scheduler's time
-slice, so a taken core costs a share of an op, not many times it. Hence one thread per 5e7 MACs.
+slice, so a taken core costs a share of an op, not many times it. Hence one thread up to 5e7
+MACs, and one more per further 5e7.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-# A step's forward multiply-adds per intra-op thread; below twice this, one thread (see above).
+# A step's forward multiply-adds per intra-op thread: up to this, one thread (see above).
 STEP_MACS_PER_THREAD = 50_000_000
 
 _ceiling: int | None = None
@@ -46,10 +47,11 @@ def step_macs(rows: int, batch_size: int, widths: Sequence[int]) -> int:
 
 
 def auto_threads(macs: int, ceiling: int | None = None) -> int:
-    """Threads for a step of ``macs`` multiply-adds: one per :data:`STEP_MACS_PER_THREAD`, at
-    least one and at most ``ceiling`` (default :func:`thread_ceiling`)."""
+    """Threads for a step of ``macs`` multiply-adds: one per started
+    :data:`STEP_MACS_PER_THREAD`, at least one and at most ``ceiling`` (default
+    :func:`thread_ceiling`)."""
     top = thread_ceiling() if ceiling is None else ceiling
-    return max(1, min(top, macs // STEP_MACS_PER_THREAD))
+    return max(1, min(top, -(-macs // STEP_MACS_PER_THREAD)))
 
 
 @contextlib.contextmanager

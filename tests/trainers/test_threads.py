@@ -19,8 +19,9 @@ CPU = torch.device("cpu")
     ("macs", "ceiling", "expected"),
     [
         (0, 8, 1),
-        (2 * STEP_MACS_PER_THREAD - 1, 8, 1),  # below twice the share: one thread
-        (2 * STEP_MACS_PER_THREAD, 8, 2),
+        (STEP_MACS_PER_THREAD, 8, 1),  # up to one share: one thread
+        (STEP_MACS_PER_THREAD + 1, 8, 2),
+        (3 * STEP_MACS_PER_THREAD, 8, 3),
         (100 * STEP_MACS_PER_THREAD, 8, 8),  # never past the process's pool
         (100 * STEP_MACS_PER_THREAD, 1, 1),
     ],
