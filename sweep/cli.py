@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sweep.errors import UsageError
-from sweep.perf.fast_exit import exit_now
+from sweep.perf import fast_exit
 from sweep.perf.phases import PHASES, count_imports
 
 # flag -> dotted key of the search-space YAML it overrides
@@ -148,9 +148,10 @@ def entry() -> int:
     """The ``sweep`` program: :func:`main`, then, after ``run`` and ``worker``, the process
     ends without the interpreter's teardown (:mod:`sweep.perf.fast_exit`) once their stores are
     drained. A traceback (a bug) still takes the ordinary exit."""
+    fast_exit.arm()
     code = main()
     if _STORES_CLOSED:
-        exit_now(code)
+        fast_exit.exit_now(code)
     return code
 
 

@@ -17,11 +17,19 @@ from collections.abc import Callable
 from typing import NoReturn
 
 _flushes: list[Callable[[], None]] = []
+_armed: list[bool] = []  # the ``sweep`` program arms it; a notebook or a test never does
+
+
+def arm() -> None:
+    """From now on, :func:`flush_before_exit` keeps what it is given for :func:`exit_now`."""
+    _armed.append(True)
 
 
 def flush_before_exit(flush: Callable[[], None]) -> None:
-    """Run ``flush`` (a store's drain: it must be safe to call twice) before the process ends."""
-    _flushes.append(flush)
+    """Run ``flush`` (a store's drain: it must be safe to call twice) before :func:`exit_now`
+    ends the process; nothing is kept unless the process was :func:`arm`-ed for it."""
+    if _armed:
+        _flushes.append(flush)
 
 
 def exit_now(code: int) -> NoReturn:

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweep.perf import fast_exit
 from sweep.perf.phases import PhaseClock
 from tests.conftest import local_tracking_uri, tiny_space
 
@@ -55,3 +56,10 @@ def test_an_inner_phase_is_not_charged_to_its_outer_phase() -> None:
     assert clock.seconds["MLflow"] >= 0.1
     assert 0.02 <= clock.seconds["report"] <= outer - 0.1
     assert "report" in clock.split() and "MLflow" in clock.split()
+
+
+def test_stores_are_not_kept_for_an_exit_that_never_comes() -> None:
+    # A notebook or a test runs sweeps without the `sweep` program's fast exit: their stores
+    # must not pile up in the list of flushes, alive for the life of the process.
+    fast_exit.flush_before_exit(lambda: None)
+    assert fast_exit._flushes == []
