@@ -34,7 +34,7 @@ SWEEP_FLAGS = --space $(SPACE) $(if $(STUDY),--study $(STUDY)) $(if $(TRIALS),--
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SPACE STUDY TRIALS EPOCHS FOLDS DATASET DEVICE WORKERS ARGS (sweep);"
-	@echo "             SERVER_BACKEND SERVER_PORT (server); TORCH_SPEC (install)"
+	@echo "             SERVER_BACKEND SERVER_PORT (server); TORCH_SPEC (install); QUICK (bench)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
