@@ -37,7 +37,7 @@ SWEEP_FLAGS = --space $(SPACE) $(if $(STUDY),--study $(STUDY)) $(if $(TRIALS),--
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SPACE STUDY TRIALS EPOCHS FOLDS DATASET DEVICE WORKERS ARGS (sweep);"
-	@echo "             SERVER_BACKEND SERVER_PORT (server); TORCH_SPEC (install)"
+	@echo "             SERVER_BACKEND SERVER_PORT (server); TORCH_SPEC (install); QUICK (bench)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,9 +92,12 @@ compare: $(STAMP) ## the article's experiment (full vs 64 vs 1) on its synthetic
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest --durations=15 $(ARGS)
 
-bench: $(STAMP) ## naive vs stacked (built-in MLP, and a CNN on the generic engine), the sweep's overhead
+bench: $(STAMP) ## naive vs stacked, busy host, whole process vs scikit-learn, FLOP/s (QUICK=1: small)
 	$(BIN)/python -m sweep.benchmark $(ARGS)
 	$(BIN)/python -m trainers.module_engine.bench
+	$(BIN)/python -m trainers.busy_host_bench $(if $(QUICK),--epochs 3 --repeats 1)
+	$(BIN)/python -m trainers.flops_bench $(if $(QUICK),--quick)
+	$(BIN)/python -m tests.benchmarks.whole_process $(if $(QUICK),--quick)
 
 bench-gpu: ## the trainers' benchmark alone (torch + scikit-learn only), for a GPU box: DEVICE=cuda
 	$(or $(wildcard $(BIN)/python),$(PYTHON)) -m trainers.benchmark --device $(or $(DEVICE),auto) \

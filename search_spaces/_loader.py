@@ -900,6 +900,8 @@ class _Validator:
             # YAML reads an unquoted `off` as false; it means the mode named off.
             capture = "off" if m["capture"] is False else m["capture"]
             spec["capture"] = self.choice("training.capture", capture, CAPTURE_MODES)
+        if m.get("threads", "auto") != "auto":
+            spec["threads"] = self.integer("training.threads", m["threads"], 1)
         return TrainingSpec(**spec)
 
     def search(self, raw: Mapping[str, Any]) -> SearchSpec:

@@ -122,6 +122,7 @@ class TrainingSpec:
     device: str = "auto"  # one of DEVICES
     precision: str = "fp32"  # one of PRECISIONS: bf16 runs the matmuls in bfloat16
     capture: str = "off"  # one of CAPTURE_MODES: compile runs each step through torch.compile
+    threads: int | None = None  # torch's intra-op CPU threads; None (auto): by each stack's size
 
 
 LR_SCALING_RULES = ("auto", "linear", "sqrt", "none")

@@ -1,5 +1,5 @@
 """``python -m sweep``: the ``sweep`` command."""
 
-from sweep.cli import main
+from sweep.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

@@ -59,7 +59,7 @@ def run_sweep(
         study, storage, tracking_uri, workers: as ``--study``, ``--storage``, ``--tracking-uri``
             and ``--workers``.
         **settings: the command line's overrides: trials, epochs, folds, dataset, target,
-            device, precision, capture, seed, group_size.
+            device, precision, capture, threads, seed, group_size.
 
     A function defined in a notebook or in ``__main__`` is known to this process only: workers
     on other hosts, ``--workers`` and ``build_model()`` in another process need it in a ``.py``

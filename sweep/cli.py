@@ -12,6 +12,8 @@ from pathlib import Path
 
 from sweep.errors import UsageError
 from sweep.guards.study_names import check_study_name
+from sweep.perf import fast_exit
+from sweep.perf.phases import PHASES, count_imports
 from sweep.provenance.redact import redact_text
 
 # flag -> dotted key of the search-space YAML it overrides
@@ -24,6 +26,7 @@ OVERRIDE_FLAGS = {
     "device": "training.device",
     "precision": "training.precision",
     "capture": "training.capture",
+    "threads": "training.threads",
     "seed": "cv.seed",
     "group_size": "budget.group_size",
 }
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--capture",
         help="off (default) or compile: each step through torch.compile (CUDA graphs on CUDA)",
     )
+    _threads_flag(run)
     run.add_argument(
         "--group-size",
         type=int,
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tracking_flag(worker)
     worker.add_argument("--device", help="auto, cpu, cuda or mps (default: the study's)")
     worker.add_argument("--capture", help="off or compile (default: the study's)")
+    _threads_flag(worker)
     worker.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     best = commands.add_parser(
@@ -160,7 +165,7 @@ def _verbosity_flags(parser: argparse.ArgumentParser, *, default: object) -> Non
         dest="verbosity",
         action="count",
         default=default,
-        help="more messages (debug)",
+        help="more messages (debug); run and worker also print where the time went",
     )
     parser.add_argument(
         "-q",
@@ -169,6 +174,14 @@ def _verbosity_flags(parser: argparse.ArgumentParser, *, default: object) -> Non
         action="count",
         default=default,
         help="fewer messages: -q warnings and errors only, -qq errors only",
+    )
+
+
+def _threads_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        help="torch's CPU threads: auto (default: one for small stacks, more for large steps) "
+        "or an integer >= 1",
     )
 
 
@@ -187,17 +200,36 @@ def _tracking_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def entry() -> int:
+    """The ``sweep`` program: :func:`main`, then, after ``run`` and ``worker``, the process
+    ends without the interpreter's teardown (:mod:`sweep.perf.fast_exit`) once their stores are
+    drained. A traceback (a bug) still takes the ordinary exit."""
+    fast_exit.arm()
+    code = main()
+    if _STORES_CLOSED:
+        fast_exit.exit_now(code)
+    return code
+
+
+_STORES_CLOSED: list[bool] = []  # set when run or worker returned: its stores are drained
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    set_log_level(args.verbosity - args.quiet)
+    verbosity = getattr(args, "verbosity", 0) - getattr(args, "quiet", 0)
+    set_log_level(verbosity)
+    if verbosity > 0:
+        count_imports()
     try:
         check_study_name(getattr(args, "study", None))  # before any store or heavy library
-        if args.command == "run":
-            return _run(args)
+        if args.command in ("run", "worker"):
+            code = _run(args) if args.command == "run" else _worker(args)
+            _STORES_CLOSED.append(True)
+            if verbosity > 0:  # -v: where the process's time went
+                print(PHASES.split(), flush=True)
+            return code
         if args.command == "best":
             return _best(args)
-        if args.command == "worker":
-            return _worker(args)
         if args.command == "report":
             return _report(args)
         if args.command == "refit":
@@ -255,6 +287,7 @@ def _worker(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,
             device=args.device,
             capture=args.capture,
+            threads=args.threads,
             show_progress=not args.no_progress,
         )
     )

@@ -29,6 +29,7 @@ class Inputs:
     loss: str | Callable  # a name, or the user's function
     metric: str | Callable
     standardize: str = "auto"  # the space's preprocess.standardize
+    threads: int | None = None  # the space's training.threads; None: chosen per stack
 
     def problem(self) -> TrainingProblem:
         """The data on the device and the engine its trials train on."""
@@ -42,6 +43,7 @@ class Inputs:
             loss=self.loss,
             metric=self.metric,
             standardize=self.standardize,
+            threads=self.threads,
         )
 
 

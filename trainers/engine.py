@@ -9,7 +9,8 @@ hyperparameters: rows are grouped by optimizer kind into contiguous blocks, each
 
 Folds of unequal size are exact: positions past a fold's end are masked out of its loss, and a fold
 whose data ran out sits the step out. Losses accumulate on the device and are read once per epoch.
-When a trial stops (pruned, diverged), its rows leave the stack at the end of that epoch.
+A row whose loss turns non-finite stops updating at that step; when a trial stops (pruned,
+diverged), its rows leave the stack at the end of that epoch.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from trainers.fold_data import FoldData, epoch_orders
 from trainers.manual_backward import loss_and_grad, per_sample_loss
 from trainers.memory import bytes_per_row, max_step_rows
 from trainers.stacked_mlp import StackedMLP
-from trainers.stacked_optim import StackedOptimizer, keep_stack_rows
+from trainers.stacked_optim import StackedOptimizer, keep_stack_rows, masked_step
 from trainers.step_capture import CompiledStep, compute_dtype
 from trainers.train_config import CVResult, EpochReport, TrainConfig, TrainingDiverged
 
@@ -187,6 +188,7 @@ class _StackRun:
         self.epoch_seconds: list[float] = []
         self.outcomes: dict[int, StackOutcome] = {}
         self._train_loss_sum = torch.zeros(self.flat.shape[0], device=device)
+        self.alive = torch.ones(self.flat.shape[0], 1, dtype=torch.bool, device=device)
         self._started = 0.0
         # fold 0's weights after epoch 1, one row per trial live then, and those trials
         self._early: tuple[Tensor, list[int]] | None = None
@@ -254,12 +256,11 @@ class _StackRun:
                 )
                 fold_loss, grad = fold_loss + chunk_loss, grad + chunk_grad
             step_active = active[step] if step >= self.first_ragged_step else None
-            start = 0
-            for optimizer in self.optimizers:
-                stop = start + optimizer.flat.shape[0]
-                block_active = None if step_active is None else step_active[start:stop]
-                optimizer.step(grad[start:stop], active=block_active)
-                start = stop
+            # A row whose loss went non-finite stops updating at once (no NaN spreads through
+            # its optimizer state, no inf or NaN arithmetic for the rest of the epoch); its
+            # non-finite loss sum makes read_epoch prune the trial as diverged.
+            self.alive &= torch.isfinite(fold_loss).unsqueeze(1)
+            masked_step(self.optimizers, grad, self.alive, step_active)
             self._train_loss_sum += fold_loss
 
     def _compiled_step(self) -> CompiledStep | None:
@@ -355,10 +356,11 @@ class _StackRun:
         if not keep:
             self.live = []
             return
-        _rows, new_flat, self.optimizers = keep_stack_rows(
+        row_index, new_flat, self.optimizers = keep_stack_rows(
             self.flat, self.optimizers, keep, self.n_folds
         )
         self.flat, self.live = new_flat, [self.live[position] for position in keep]
+        self.alive = self.alive[row_index]
         self._train_loss_sum = torch.zeros(new_flat.shape[0], device=new_flat.device)
 
     def peak_memory(self) -> tuple[int, str]:

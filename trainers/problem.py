@@ -28,12 +28,14 @@ from trainers.folds import Fold
 from trainers.losses import resolve_loss, resolve_metric
 from trainers.module_engine import (
     ModuleFoldData,
+    build_module,
     module_folds_from,
     prepare_module_folds,
     train_module_stack,
 )
 from trainers.module_engine import stack_key as module_stack_key
 from trainers.stacked_mlp import MLPConfig, build_mlp
+from trainers.threads import auto_threads, intra_op_threads, step_macs
 from trainers.train_config import EpochReport, TrainConfig
 
 DEFAULT_LOSS = {"regression": "mse", "classification": "cross_entropy"}
@@ -58,6 +60,9 @@ class TrainingProblem:
     metric_name: str
     higher_is_better: bool
     engine_options: dict[str, Any] = field(default_factory=dict)  # factory, loss, metric, ...
+    # Intra-op threads for every stack; None chooses per stack (trainers.threads.auto_threads).
+    threads: int | None = None
+    _sample_macs: int | None = field(default=None, init=False, repr=False)
 
     @property
     def n_folds(self) -> int:
@@ -83,7 +88,48 @@ class TrainingProblem:
         max_rows: int | None = None,
     ) -> list[StackOutcome]:
         """One stack's outcomes, in order (:class:`~trainers.module_engine.ModuleOutcome` from
-        the generic engine, saying which engine ran and why)."""
+        the generic engine, saying which engine ran and why); torch's intra-op threads set for
+        the stack's size (:func:`stack_threads`)."""
+        with intra_op_threads(self.stack_threads(configs)):
+            return self._train(configs, on_epoch, on_epoch_end, max_rows)
+
+    def stack_threads(self, configs: Sequence[TrainConfig]) -> int:
+        """``threads`` if set, else one thread per :data:`~trainers.threads.STEP_MACS_PER_THREAD`
+        multiply-adds of the stack's step."""
+        if self.threads is not None:
+            return self.threads
+        rows = len(configs) * self.n_folds
+        return auto_threads(
+            rows * self.resolved_batch_size(configs[0]) * self.sample_macs(configs[0])
+        )
+
+    def sample_macs(self, config: TrainConfig) -> int:
+        """Forward multiply-adds per sample: exact for the built-in MLP; for a user's module its
+        parameter count, exact for linear layers and low for convolutions (whose weights are
+        reused across positions), so such a stack keeps one thread longer."""
+        if self.fast:
+            data = self.data
+            return step_macs(1, 1, (data.n_features, *config.model.hidden, data.n_outputs))
+        if self._sample_macs is None:
+            options, data = self.engine_options, self.data
+            module = build_module(
+                options["factory"],
+                data.sample_shape,
+                data.n_outputs,
+                seed=config.seed,
+                fold=0,
+                model_kwargs=options["model_kwargs"],
+            )
+            self._sample_macs = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        return self._sample_macs
+
+    def _train(
+        self,
+        configs: Sequence[TrainConfig],
+        on_epoch: Callback | None,
+        on_epoch_end: Callable[[], Iterable[int]] | None,
+        max_rows: int | None,
+    ) -> list[StackOutcome]:
         if self.fast:
             return train_stack(
                 self.data, configs, on_epoch=on_epoch, on_epoch_end=on_epoch_end, max_rows=max_rows
@@ -201,13 +247,15 @@ def make_problem(
     loss: str | Callable = "auto",
     metric: str | Callable = "auto",
     standardize: str = "auto",
+    threads: int | None = None,
 ) -> TrainingProblem:
     """The data on ``device`` and the engine for ``model``, ``loss`` and ``metric``.
 
     ``loss``/``metric``: "auto" (the task's usual one), a name from :mod:`trainers.losses`, or a
     callable (a metric callable carries ``higher_is_better``). ``standardize``: "auto" and
     "features" standardise a table's features (and a regression target) per fold on its train
-    part; "none", and "auto" for N-d inputs, leave the data as given.
+    part; "none", and "auto" for N-d inputs, leave the data as given. ``threads``: torch's
+    intra-op threads for every stack; None chooses per stack (:mod:`trainers.threads`).
     """
     model = model or ModelChoice()
     task = dataset.task
@@ -221,6 +269,7 @@ def make_problem(
             fast=True,
             metric_name=str(metric),
             higher_is_better=True,
+            threads=threads,
         )
     if scaled:
         data = module_folds_from(prepare_folds(dataset, folds, device=device))
@@ -251,4 +300,5 @@ def make_problem(
             "loss": resolved_loss,
             "metric": resolved_metric,
         },
+        threads=threads,
     )

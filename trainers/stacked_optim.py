@@ -250,6 +250,39 @@ def _adam(
     flat.add_(negative_step_size * (exp_avg / denom))
 
 
+def masked_step(
+    optimizers: list[StackedOptimizer],
+    grad: Tensor,
+    alive: Tensor,
+    active: Tensor | None = None,
+) -> None:
+    """One update of every optimizer block; rows where ``alive`` (``(n_rows, 1)`` bool) is False
+    get a zero gradient and a zero learning rate, so finite parameters stay exactly as they were.
+
+    ``active`` (same shape), when given, marks the rows that take part in this step at all;
+    the others keep their parameters and optimizer state (the optimizer's own masked step).
+    """
+    grad = torch.where(alive, grad, 0)
+    start = 0
+    for optimizer in optimizers:
+        stop = start + optimizer.flat.shape[0]
+        block_alive = alive[start:stop]
+        if active is not None:
+            optimizer.step(grad[start:stop], active=active[start:stop] & block_alive)
+        else:
+            lr, weight_decay, momentum = optimizer.hyperparameters()
+            update_rows(
+                optimizer.kind,
+                optimizer.flat,
+                grad[start:stop],
+                lr * block_alive,
+                weight_decay,
+                momentum,
+                optimizer.state,
+            )
+        start = stop
+
+
 def keep_stack_rows(
     flat: Tensor, optimizers: list[StackedOptimizer], keep: list[int], n_folds: int
 ) -> tuple[Tensor, Tensor, list[StackedOptimizer]]:

@@ -102,7 +102,16 @@ def load_inputs(spec: SweepSpec, *, flags: Mapping[str, str] | None = None) -> I
                 "trains on the generic engine (its own model, loss, metric or unscaled data), "
                 "which runs fp32 steps eagerly. Remove the setting."
             )
-    return Inputs(dataset, folds, device, model, loss, metric, spec.preprocess.standardize)
+    return Inputs(
+        dataset,
+        folds,
+        device,
+        model,
+        loss,
+        metric,
+        spec.preprocess.standardize,
+        threads=spec.training.threads,
+    )
 
 
 def _model(spec: SweepSpec, dataset: Dataset) -> ModelChoice:

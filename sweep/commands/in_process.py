@@ -13,6 +13,8 @@ from sweep.commands.stores import open_stores
 from sweep.commands.terminal import TrialProgress, print_summary, say
 from sweep.graceful_stop import GracefulStop
 from sweep.outcome import RunPlan, SweepOutcome
+from sweep.perf.fast_exit import flush_before_exit
+from sweep.perf.phases import PHASES, TimedSink
 from sweep.provenance.redact import redact_url
 from sweep.study.heartbeats import fail_stale_trials
 from sweep.study.objectives import argmin_trial, cv_loss
@@ -27,9 +29,13 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     started = time.perf_counter()  # the sweep's own work (stores, Optuna, MLflow, report) too
     spec = plan.spec
     tune_sqlite_connections()
-    study, sink = open_stores(plan)
-    fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
-    reap(study, sink)
+    with PHASES.phase("stores"):
+        study, sink = open_stores(plan)
+        flush_before_exit(sink.drain)
+        if PHASES.verbose:
+            sink = TimedSink(sink, PHASES)
+        fail_stale_trials(study)  # before reaping: the dead workers' trials must be FAILED first
+        reap(study, sink)
     done = counted_trials(study)
     remaining = max(0, spec.budget.trials - done)
     dataset = plan.dataset
@@ -54,22 +60,26 @@ def run_in_process(plan: RunPlan, *, show_progress: bool = True) -> SweepOutcome
     with GracefulStop() as stop:
         try:
             if remaining:
-                run_trials(
-                    study,
-                    spec,
-                    plan.inputs.problem(),  # the data on the device: only with trials to run
-                    sink,
-                    on_trial_end=progress,
-                    stop=stop,
-                    clock=clock,
-                )
+                problem = plan.inputs.problem()  # the data on the device: only with trials to run
+                with PHASES.phase("Optuna"):
+                    run_trials(
+                        study,
+                        spec,
+                        problem,
+                        sink,
+                        on_trial_end=progress,
+                        stop=stop,
+                        clock=clock,
+                    )
+                PHASES.add("Optuna", -clock.seconds)  # the engine's own time is training's
+                PHASES.add("training", clock.seconds)
             status = end_status(study, spec.budget.trials, stopped=stop.requested is not None)
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
             progress.close()
-            with stop.shielded():
+            with stop.shielded(), PHASES.phase("report"):
                 report = close_study(study, sink, status)
     counted = report.snapshot.counted  # the study as the report read it, at the end
     ran = counted - done

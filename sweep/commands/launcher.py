@@ -18,6 +18,9 @@ from sweep.commands.stores import open_stores
 from sweep.commands.terminal import print_summary, say
 from sweep.locations import STORAGE_ENV, TRACKING_ENV
 from sweep.outcome import RunPlan, SweepOutcome
+from sweep.perf.fast_exit import flush_before_exit
+from sweep.perf.phases import PHASES
+from sweep.perf.worker_threads import worker_environment
 from sweep.study.resume import counted_trials
 from sweep.study.sqlite_tuning import tune_sqlite_connections
 
@@ -35,6 +38,8 @@ def worker_command(plan: RunPlan, device: str) -> list[str]:
         "--device",
         device,
         "--no-progress",
+        # The study stores the space it was created with; this run's thread count may differ.
+        *(["--threads", str(threads)] if (threads := plan.spec.training.threads) else []),
     ]
 
 
@@ -46,8 +51,10 @@ def worker_env(plan: RunPlan) -> dict[str, str]:
 def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> SweepOutcome:
     spec = plan.spec
     tune_sqlite_connections()
-    study, sink = open_stores(plan)
-    sink.drain()
+    with PHASES.phase("stores"):
+        study, sink = open_stores(plan)
+        flush_before_exit(sink.drain)
+        sink.drain()
     done = counted_trials(study)
     count = len(gpus) or workers
     say(
@@ -62,7 +69,7 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
             device = "cuda"
         else:
             # The CPU's cores are shared out, so the workers do not oversubscribe them.
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+            env = worker_environment(env, count, threads=spec.training.threads)
             device = plan.device.type
         processes.append(subprocess.Popen(worker_command(plan, device), env=env))
     started = time.perf_counter()
@@ -73,10 +80,11 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         total=spec.budget.trials, initial=done, desc=f"study {plan.study_name}", unit="trial"
     )
     try:
-        while any(process.poll() is None for process in processes):
-            time.sleep(1.0)
-            bar.n = counted_trials(study)
-            bar.refresh()
+        with PHASES.phase("workers"):  # their own training, Optuna and MLflow
+            while any(process.poll() is None for process in processes):
+                time.sleep(1.0)
+                bar.n = counted_trials(study)
+                bar.refresh()
     finally:
         bar.n = counted_trials(study)
         bar.close()
@@ -84,7 +92,8 @@ def launch_workers(plan: RunPlan, *, workers: int, gpus: tuple[int, ...]) -> Swe
         signal.signal(signal.SIGINT, previous_int)
     codes = [process.returncode for process in processes]
     status = end_status(study, spec.budget.trials, stopped=any(codes))
-    report = close_study(study, sink, status)
+    with PHASES.phase("report"):
+        report = close_study(study, sink, status)
     counted = report.snapshot.counted  # the study as the report read it, every worker gone
     ran = counted - done
     print_summary(report, ran=ran, seconds=time.perf_counter() - started)

@@ -42,6 +42,7 @@ class WorkerOptions:
     tracking_uri: str | None = None
     device: str | None = None  # default: the device the study's space names
     capture: str | None = None  # default: the study's; compiling depends on the host
+    threads: str | None = None  # "auto" or an integer; default: the study's
     show_progress: bool = True
 
 
@@ -67,6 +68,7 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
     from sweep.study.resume import load_spec  # Optuna: off the start-up path of other commands
 
     check_study_name(options.study)
+    threads = None if options.threads is None else parse_threads(options.threads, flag="--threads")
     storage_url, tracking_uri = checked_stores(options.storage, options.tracking_uri)
     spec = load_spec(storage_url, options.study)
     # Workers sharing a study must not draw the same sequence of trials from the same seed.
@@ -80,6 +82,8 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
                 f"--capture {options.capture!r}: must be one of {', '.join(CAPTURE_MODES)}."
             )
         spec = replace(spec, training=replace(spec.training, capture=options.capture))
+    if options.threads is not None:
+        spec = replace(spec, training=replace(spec.training, threads=threads))
     flags = {"training.device": "--device"} if options.device else {}
     if options.capture:
         flags["training.capture"] = "--capture"
@@ -89,6 +93,15 @@ def run_worker(options: WorkerOptions) -> SweepOutcome:
 
     plan = RunPlan(spec, inputs, options.study, storage_url, tracking_uri, resuming=True)
     return run_in_process(plan, show_progress=options.show_progress)
+
+
+def parse_threads(text: str, *, flag: str) -> int | None:
+    """``auto`` (None) or a thread count >= 1; anything else is a UsageError naming ``flag``."""
+    if text == "auto":
+        return None
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise UsageError(f"{flag} {text!r}: must be auto or an integer >= 1, e.g. {flag} 1.")
 
 
 def plan_run(options: RunOptions) -> RunPlan:

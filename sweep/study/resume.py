@@ -107,6 +107,7 @@ def space_fingerprint(spec: SweepSpec) -> str:
         comparable.pop(key)
     comparable["training"].pop("device")
     comparable["training"].pop("capture")  # how a step runs, not what it computes
+    comparable["training"].pop("threads")
     # Keys at the defaults they had before they existed are left out, so older studies resume.
     if comparable["training"]["precision"] == "fp32":
         comparable["training"].pop("precision")

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from search_spaces.spec import SweepSpec
 from sweep.graceful_stop import GracefulStop
 from sweep.study.heartbeats import GroupHeartbeat, fail_stale_trials, heartbeat_recorder
-from sweep.study.pruning import trials_to_prune
+from sweep.study.pruning import CompletedTrials, trials_to_prune
 from sweep.study.resume import counted_trials, grid_size
 from sweep.study.trial_session import TrialSession, record_gradient_noise
 from sweep.tracking.sink import TrackingSink
@@ -173,6 +173,7 @@ def _train(
     callback_seconds = 0.0
 
     reported: list[int] = []  # the trials that reported this epoch, for the pruner
+    completed = CompletedTrials(stack[0].study)  # read again at most once a second
 
     def on_epoch(index: int, report) -> bool:  # noqa: ANN001 - trainers.EpochReport
         nonlocal callback_seconds
@@ -191,7 +192,15 @@ def _train(
     def on_epoch_end() -> list[int]:
         nonlocal callback_seconds
         started = time.perf_counter()
-        pruned = trials_to_prune(stack[0].study, [stack[index].trial for index in reported])
+        pruned = trials_to_prune(
+            stack[0].study,
+            [stack[index].trial for index in reported],
+            completed=completed,
+            reported={
+                stack[index].number: dict(enumerate(stack[index].val_loss, start=1))
+                for index in reported
+            },
+        )
         stopped = [index for index in reported if stack[index].number in pruned]
         for index in stopped:
             session = stack[index]

@@ -83,6 +83,7 @@ def test_default_space_has_documented_values():
     assert spec.training.epochs == 15 and spec.training.schedule == "none"
     # `capture: off` unquoted is YAML's false: it still means the mode named off.
     assert (spec.training.precision, spec.training.capture) == ("fp32", "off")
+    assert spec.training.threads is None  # auto
     assert spec.search.batch_size == (1, 8, 32, 128, "full")
     assert spec.search.lr == FloatRange(low=1e-4, high=3e-1, log=True)
     assert spec.search.optimizer == ("sgd", "momentum", "adam", "adamw", "rmsprop")
@@ -214,6 +215,8 @@ BAD_CASES = [
     ({"training.precision": "fp16"}, "training.precision", "'fp16'"),
     ({"training.capture": "cuda_graphs"}, "training.capture", "'cuda_graphs'"),
     ({"training.capture": True}, "training.capture", "got true"),
+    ({"training.threads": 0}, "training.threads", "got 0"),
+    ({"training.threads": "all"}, "training.threads", "'all'"),
     ({"search.batch_size": []}, "search.batch_size", "got []"),
     ({"search.batch_size": [8, 8]}, "search.batch_size", "[8, 8]"),
     ({"search.batch_size": [0, "full"]}, "search.batch_size", "got 0"),
@@ -549,3 +552,9 @@ def test_csv_option_overrides_stay_strings(tmp_path):
 def test_csv_option_names_match_the_trainers():
     assert space_spec.CATEGORICAL_MODES == trainer_data.CATEGORICAL_MODES
     assert space_spec.MISSING_MODES == trainer_data.MISSING_MODES
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", None), (3, 3)])
+def test_training_threads_is_auto_or_a_count(value, expected):
+    spec = load_space("quick", overrides={"training.threads": ("--threads", value)})
+    assert spec.training.threads == expected

@@ -48,6 +48,8 @@ GOOD_ROWS = "".join(f"{i},{i * 2},{i % 3}\n" for i in range(30))
             ["--space", "quick", "--capture", "graphs"],
             ["--capture", "training.capture", "'graphs'", "compile"],
         ),
+        (["--space", "quick", "--threads", "0"], ["--threads", "training.threads", "0"]),
+        (["--space", "quick", "--threads", "many"], ["--threads", "training.threads", "'many'"]),
         (["--space", "quick", "--storage", "not a url"], ["--storage", "not a url"]),
         (["--space", "quick", "--storage", "redis://localhost"], ["--storage", "redis"]),
         (

@@ -11,7 +11,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from sweep.commands.run import RunOptions, run_sweep
-from sweep.study.pruning import trials_to_prune
+from sweep.study.pruning import CompletedTrials, trials_to_prune
 from sweep.study.trial_record import record_of
 from tests.conftest import tiny_space
 
@@ -51,15 +51,21 @@ def test_one_read_per_epoch_decides_as_should_prune(pruner) -> None:
     groups = [[study.ask(DISTRIBUTIONS) for _ in range(5)] for study in studies]
     levels = dict(zip((t.number for t in groups[0]), (0.5, 0.85, 0.95, 1.3, 2.0)))
     stopped: list[set[int]] = [set(), set()]
+    reported: dict[int, dict[int, float]] = {}  # group 1's values, as the stack keeps them
+    completed = CompletedTrials(studies[1])
     for step in (1, 2, 3):
         for group, gone in zip(groups, stopped):
             for trial in group:
                 if trial.number not in gone:
-                    trial.report(levels[trial.number] + 0.1 * (3 - step), step)
+                    value = levels[trial.number] + 0.1 * (3 - step)
+                    trial.report(value, step)
+                    reported.setdefault(trial.number, {})[step] = value
         live = [[t for t in group if t.number not in gone] for group, gone in zip(groups, stopped)]
         by_trial = {trial.number for trial in live[0] if trial.should_prune()}
-        by_group = trials_to_prune(studies[1], live[1])
+        by_group = trials_to_prune(studies[1], live[1], completed=completed, reported=reported)
         assert by_group == by_trial
+        if isinstance(pruner, optuna.pruners.PercentilePruner):  # pure: may decide twice
+            assert trials_to_prune(studies[1], live[1]) == by_group  # values read from storage
         stopped[0] |= by_trial
         stopped[1] |= by_group
     assert stopped[0], "the setup prunes something"

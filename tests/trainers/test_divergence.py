@@ -14,6 +14,7 @@ from trainers import (
     prepare_folds,
     train_folds,
 )
+from trainers.engine import _StackRun, train_stack
 
 
 def test_exploding_learning_rate_raises_training_diverged() -> None:
@@ -25,3 +26,19 @@ def test_exploding_learning_rate_raises_training_diverged() -> None:
         train_folds(data, config, on_epoch=seen.append)
     assert raised.value.epoch == len(seen) + 1
     assert "NaN or infinite" in str(raised.value)
+
+
+def test_a_diverging_row_stops_updating_at_once_and_its_stack_mate_trains_as_alone(data) -> None:
+    exploding = TrainConfig(batch_size=8, epochs=2, optimizer=OptimizerConfig("sgd", 1e4))
+    healthy = TrainConfig(batch_size=8, epochs=2, optimizer=OptimizerConfig("adam", 1e-2))
+    run = _StackRun(data, [exploding, healthy], max_rows=None)
+    run.train_epoch(0)
+    rows = run.flat.shape[0] // 2  # the stack sorts by optimizer name: adam rows come first
+    assert not run.alive[rows:].any() and run.alive[:rows].all()
+    assert torch.isfinite(run.flat).all()  # frozen before a NaN or inf reached the weights
+
+    outcomes = train_stack(data, [exploding, healthy])
+    assert outcomes[0].diverged is not None and outcomes[0].diverged.epoch == 1
+    alone = train_stack(data, [healthy])[0].result
+    assert outcomes[1].result is not None
+    torch.testing.assert_close(outcomes[1].result.final_params, alone.final_params)

@@ -27,9 +27,9 @@ from trainers.module_engine import (
     train_module_folds,
     train_module_stack,
 )
-from trainers.module_engine._stacked import masked_step, step_groups
+from trainers.module_engine._stacked import step_groups
 from trainers.stacked_mlp import MLPConfig, StackedMLP, build_mlp
-from trainers.stacked_optim import OptimizerConfig, StackedOptimizer
+from trainers.stacked_optim import OptimizerConfig, StackedOptimizer, masked_step
 from trainers.train_config import TrainConfig, TrainingDiverged
 
 CPU = torch.device("cpu")

@@ -24,7 +24,7 @@ from trainers.losses import Loss, Metric
 from trainers.module_engine._data import ModuleFoldData
 from trainers.module_engine._run import RunBase
 from trainers.module_engine._stack import ModuleStack
-from trainers.stacked_optim import StackedOptimizer, keep_stack_rows, update_rows
+from trainers.stacked_optim import StackedOptimizer, keep_stack_rows, masked_step
 from trainers.train_config import TrainConfig
 
 # (count, folds): ``count`` samples from each of ``folds`` (None: every fold).
@@ -41,39 +41,6 @@ def step_groups(train_sizes: tuple[int, ...], batch_size: int, start: int) -> li
         if count > 0:
             groups.setdefault(count, []).append(fold)
     return [(count, tuple(folds)) for count, folds in groups.items()]
-
-
-def masked_step(
-    optimizers: list[StackedOptimizer],
-    grad: Tensor,
-    alive: Tensor,
-    active: Tensor | None = None,
-) -> None:
-    """One update of every optimizer block; rows where ``alive`` (``(n_rows, 1)`` bool) is False
-    get a zero gradient and a zero learning rate, so finite parameters stay exactly as they were.
-
-    ``active`` (same shape), when given, marks the rows that take part in this step at all;
-    the others keep their parameters and optimizer state (the optimizer's own masked step).
-    """
-    grad = torch.where(alive, grad, 0)
-    start = 0
-    for optimizer in optimizers:
-        stop = start + optimizer.flat.shape[0]
-        block_alive = alive[start:stop]
-        if active is not None:
-            optimizer.step(grad[start:stop], active=active[start:stop] & block_alive)
-        else:
-            lr, weight_decay, momentum = optimizer.hyperparameters()
-            update_rows(
-                optimizer.kind,
-                optimizer.flat,
-                grad[start:stop],
-                lr * block_alive,
-                weight_decay,
-                momentum,
-                optimizer.state,
-            )
-        start = stop
 
 
 class StackedRun(RunBase):
