@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -61,16 +62,18 @@ def test_what_the_sweep_says_is_masked(capsys: pytest.CaptureFixture[str]) -> No
     assert "postgresql://sweep:***@db/optuna" in out and "http://alice:***@host:5000" in out
 
 
-class _Plan:  # the two fields worker_command and worker_env read
+class _Plan:  # the fields worker_command and worker_env read
     study_name = "s"
     storage_url = "postgresql://sweep:hunter2@db/optuna"
     tracking_uri = "http://alice:hunter2@host:5000"
+    spec = SimpleNamespace(training=SimpleNamespace(threads=3))
 
 
 def test_workers_get_the_urls_from_the_environment_not_argv() -> None:
     argv = worker_command(_Plan(), "cpu")  # type: ignore[arg-type]
     assert not any("hunter2" in part for part in argv)
     assert "--storage" not in argv and "--tracking-uri" not in argv
+    assert argv[-2:] == ["--threads", "3"]  # what a worker needs goes in argv, secrets do not
     env = worker_env(_Plan())  # type: ignore[arg-type]
     assert env["SWEEP_STORAGE"] == _Plan.storage_url
     assert env["MLFLOW_TRACKING_URI"] == _Plan.tracking_uri
