@@ -12,3 +12,5 @@ SPEC_ATTR = "spec"  # the validated search space, so a worker joins with the stu
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the id of the study's run in the tracking store
 BUDGET_ATTR = "budget_trials"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # FAILED trials are retried
+FAIL_REASON_ATTR = "fail_reason"  # a FAILED trial's: why (the error, or its worker being gone)
+WORKER_ATTR = "batchsweep_worker"  # a trial's system attr: the process that runs it
