@@ -125,6 +125,7 @@ def _process_start(pid: int) -> str | None:
 
 def _has_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> bool:
     """Whether the trial ever recorded a heartbeat (True when that cannot be read)."""
+    storage = getattr(storage, "_backend", storage)  # the RDB storage under Optuna's cache
     try:
         session = storage.scoped_session()  # type: ignore[attr-defined]
         try:
