@@ -10,6 +10,7 @@ up training (see :mod:`sweep.tracking.mlflow_writer`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -141,12 +142,13 @@ class MlflowSink:
         folder: Path,
     ) -> None:
         buffer = self._parent_buffer()
-        if params and not self.writer.offline:
+        if params and not self.writer.struggling:
             # MLflow params are write-once: a study whose budget is raised later may find a new
             # best; its params keep their first value while the tags and files follow the best.
-            # (Offline, a changed param is refused at replay, in a batch of its own.)
-            existing = self.client.get_run(buffer.run_id).data.params
-            params = {k: v for k, v in params.items() if existing.get(k, str(v)) == str(v)}
+            # (Unread, a changed param is refused, in a batch of its own.)
+            with contextlib.suppress(Exception):
+                existing = self.client.get_run(buffer.run_id).data.params
+                params = {k: v for k, v in params.items() if existing.get(k, str(v)) == str(v)}
         buffer.add(params=params)
         buffer.flush()
         buffer.add(metrics, tags=tags)
@@ -231,7 +233,7 @@ class MlflowSink:
         run are RUNNING, neither is the writer waited for nor ``finished`` called. With the
         tracking store unreachable, nothing is reaped (a later sweep or worker does it).
         """
-        if self.writer.offline:
+        if self.writer.struggling:  # retrying or offline: not worth a search that fails
             return 0
         try:
             running = self.client.search_runs(

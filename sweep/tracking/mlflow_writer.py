@@ -182,6 +182,12 @@ class MlflowWriter:
             mine=lambda entry: entry.get("tracking_uri") == self.tracking_uri,
             keep_as=self._resolved,
         )
+        if done.sent:
+            logger.warning(
+                "%d MLflow write(s) spooled by an earlier sweep sent to %s.",
+                done.sent,
+                self.tracking_uri,
+            )
         if done.malformed:
             logger.warning(
                 "%d malformed line(s) in %s skipped (cut short or not a write); moved to %s.",
@@ -256,7 +262,7 @@ class MlflowWriter:
         if done.unreachable is not None:
             return False
         self.offline = self.struggling = False
-        logger.warning("%s answers again: %d spooled write(s) sent.", self.tracking_uri, done.sent)
+        logger.warning("%s answers again: writing live.", self.tracking_uri)
         return True
 
     def _to_spool(self, op: dict[str, Any]) -> None:
