@@ -184,7 +184,7 @@ class MlflowWriter:
         )
         if done.sent:
             logger.warning(
-                "%d MLflow write(s) spooled by an earlier sweep sent to %s.",
+                "%d spooled MLflow write(s) sent to %s.",
                 done.sent,
                 self.tracking_uri,
             )

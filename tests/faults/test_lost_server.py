@@ -169,3 +169,69 @@ def test_a_server_killed_mid_sweep_costs_the_retry_budget_and_nothing_else(
             method="GET",
         )["metrics"]
         assert [m["step"] for m in history] == list(range(1, EPOCHS + 1)), run["info"]
+
+
+def test_mlflow_http_retries_are_capped_unless_the_user_set_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sweep.tracking.mlflow_writer import cap_mlflow_http_retries
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # the user's choice
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    cap_mlflow_http_retries()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "10"
+
+
+class _Outage:
+    """A real MLflow client whose calls fail while ``down`` is set, as a lost server's do."""
+
+    def __init__(self, client) -> None:  # noqa: ANN001 - an MlflowClient
+        self.client, self.down = client, False
+
+    def __getattr__(self, name: str):
+        method = getattr(self.client, name)
+
+        def call(*args, **kwargs):
+            if self.down:
+                raise ConnectionError("Connection refused")
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_an_offline_writer_spools_at_once_then_sends_the_spool_when_the_store_answers(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweep.tracking import mlflow_writer
+    from sweep.tracking.mlflow_sink import MlflowSink
+    from tests.conftest import local_tracking_uri
+
+    monkeypatch.setattr(mlflow_writer, "RETRY_DELAYS_SECONDS", (0.01,))
+    sink = MlflowSink(local_tracking_uri(), "outage")
+    sink.open_study(existing_run_id=None, tags={"study": "outage"})
+    outage = _Outage(sink.client)
+    sink.writer.client = outage
+    outage.down = True
+    first = sink.start_trial(0, {"lr": 0.1}, {})  # its run cannot be created: spooled
+    sink.log_epoch(first, 1, {"val_loss": 0.5})
+    sink.end_trial(first, "FINISHED")
+    sink.drain()
+    assert sink.writer.offline and sink.run_id(first) == ""
+    started = time.monotonic()
+    second = sink.start_trial(1, {"lr": 0.2}, {})  # offline: to the spool at once, no retries
+    sink.drain()
+    assert time.monotonic() - started < 1.0
+    assert sink.writer.spooled == 6  # two creations and their params, one batch, one status
+
+    outage.down = False
+    monkeypatch.setattr(mlflow_writer, "PROBE_EVERY_SECONDS", 0.0)
+    sink.log_epoch(second, 1, {"val_loss": 0.25})
+    sink.end_trial(second, "FINISHED")  # the probe sends the spool first, then this, live
+    sink.drain()
+    assert not sink.writer.offline and not sink.writer.spool.exists()
+    for handle, loss in ((first, 0.5), (second, 0.25)):
+        run = sink.client.get_run(sink.run_id(handle))
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["val_loss"] == loss
+        assert run.data.tags["mlflow.parentRunId"] == sink.parent_run_id
