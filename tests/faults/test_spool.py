@@ -308,3 +308,28 @@ def test_a_4001_line_undeliverable_spool_warns_once(
         assert done.refused == 4001 and not spool.path.exists()
         assert len(spool.rejected_path.read_text().splitlines()) == 4001
         assert str(spool.rejected_path) in caplog.text
+
+
+@pytest.mark.slow
+def test_a_broken_spool_does_not_stop_the_next_sweep_on_its_store(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review's case: a truncated line (JSONDecodeError) or ``[1, 2]`` (AttributeError) made
+    every later sweep and report against the store crash."""
+    from sweep.tracking.mlflow_sink import MlflowSink
+    from tests.conftest import local_tracking_uri
+
+    uri = local_tracking_uri()
+    first = MlflowSink(uri, "broken")
+    parent = first.open_study(existing_run_id=None, tags={"study": "broken"})
+    first.drain()
+    spool = workdir / "mlruns" / "mlflow_spool.jsonl"
+    good = {"kind": "set_terminated", "run_id": parent, "status": "KILLED", "tracking_uri": uri}
+    spool.write_text('{"kind": "log_batch", "run_id": "ab\n[1, 2]\n' + json.dumps(good) + "\n")
+    with caplog.at_level(logging.WARNING):
+        again = MlflowSink(uri, "broken")  # what every later sweep, worker and report does
+    assert again.client.get_run(parent).info.status == "KILLED"  # the good entry went out
+    assert not spool.exists()
+    assert len(spool.with_name(spool.name + ".rejected").read_text().splitlines()) == 2
+    malformed = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(malformed) == 1 and "2 malformed line(s)" in malformed[0].getMessage()
