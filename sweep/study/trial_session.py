@@ -52,7 +52,7 @@ class TrialSession:
         logged = dict(self.params)
         if spec.search.lr_scaling is not None:  # "lr" is then the rate at the reference batch size
             logged["effective_lr"] = self.config.optimizer.lr
-        # A handle: the sink may create the run later (its store is down); see end_trial.
+        # A handle: the sink may create the run later (see TrackingSink.run_id).
         self.run_id = sink.start_trial(self.trial.number, logged, {"study": study.study_name})
         # Without a pruner, Optuna needs no per-epoch report: the curves travel in the record.
         self.report_to_pruner = report_to_pruner
