@@ -18,3 +18,5 @@ RECOMMENDED_TRIAL_ATTR = "recommended_trial"
 BEST_BATCH_SIZE_ATTR = "best_batch_size"
 SELECTION_RULE_ATTR = "best_batch_size_rule"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # FAILED trials are retried
+FAIL_REASON_ATTR = "fail_reason"  # a FAILED trial's: why (the error, or its worker being gone)
+WORKER_ATTR = "batchsweep_worker"  # a trial's system attr: the process that runs it

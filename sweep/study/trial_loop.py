@@ -19,10 +19,14 @@ from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
 from sweep.graceful_stop import GracefulStop
-from sweep.study.heartbeats import GroupHeartbeat, fail_stale_trials, heartbeat_recorder
+from sweep.study.heartbeats import (
+    GroupHeartbeat,
+    claim_trial,
+    fail_stale_trials,
+)
 from sweep.study.pruning import CompletedTrials, trials_to_prune
 from sweep.study.resume import counted_trials, grid_size
-from sweep.study.trial_session import TrialSession, record_gradient_noise
+from sweep.study.trial_session import TrialSession, error_reason, fail_trial, record_gradient_noise
 from sweep.tracking.sink import TrackingSink
 from trainers.problem import TrainingProblem
 
@@ -57,7 +61,6 @@ def run_trials(
         else time.monotonic() + spec.budget.timeout_seconds
     )
     row_ceiling: int | None = None  # lowered after an out-of-memory error
-    record_heartbeat = heartbeat_recorder(study)
     while True:
         if stop is not None and stop.requested:
             return
@@ -68,6 +71,7 @@ def run_trials(
         remaining = budget - taken
         if remaining <= 0 or (deadline is not None and time.monotonic() >= deadline):
             return
+        asked: list[optuna.Trial] = []
         sessions: list[TrialSession] = []
         first_beat = time.monotonic()  # every trial asked below is beaten at once
         try:
@@ -78,25 +82,19 @@ def run_trials(
                     # Shielded: a trial asked is a session to end, never a RUNNING orphan.
                     with _shield(stop):
                         trial = study.ask()
-                        if (
-                            record_heartbeat is not None
-                        ):  # from its first moment it can be found dead
-                            record_heartbeat(trial)
+                        asked.append(trial)
+                        claim_trial(study, trial)
                         if _over_budget(study, trial, budget):
                             break
-                        try:
-                            session = TrialSession(
-                                study,
-                                trial,
-                                spec,
-                                sink,
-                                metric_name=problem.metric_name,
-                                full_batch_size=max(problem.train_sizes),
-                                report_to_pruner=spec.pruner != "none",
-                            )
-                        except BaseException:  # its run could not start: FAILED, not RUNNING
-                            study.tell(trial, state=TrialState.FAIL)
-                            raise
+                        session = TrialSession(
+                            study,
+                            trial,
+                            spec,
+                            sink,
+                            metric_name=problem.metric_name,
+                            full_batch_size=max(problem.train_sizes),
+                            report_to_pruner=spec.pruner != "none",
+                        )
                         sessions.append(session)
             heartbeat = GroupHeartbeat(
                 study,
@@ -118,9 +116,14 @@ def run_trials(
                             final_params[session.number] = session.final_params  # for the report
                         on_trial_end(study, session)
         except BaseException as err:
+            # Every trial asked is ended before the error goes on: FAILED, with the reason.
+            reason = error_reason(err)
             with _shield(stop):
                 for session in sessions:
-                    session.fail(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+                    with contextlib.suppress(Exception):  # fail_trial below ends it anyway
+                        session.fail(reason)
+                for trial in asked:
+                    fail_trial(study, trial, reason)  # those no session ended
             raise
 
 

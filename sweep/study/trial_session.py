@@ -8,6 +8,7 @@ FAILED: TPE learns from pruned trials but ignores failed ones.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -20,6 +21,7 @@ import torch
 from optuna.trial import TrialState
 
 from search_spaces.spec import SweepSpec
+from sweep.study.attrs import FAIL_REASON_ATTR
 from sweep.study.objectives import cv_loss, objective_values
 from sweep.study.trial_params import suggest_params, train_config
 from sweep.study.trial_record import RECORD_ATTR, TrialRecord
@@ -58,16 +60,13 @@ class TrialSession:
         logged = dict(self.params)
         if spec.search.lr_scaling is not None:  # "lr" is then the rate at the reference batch size
             logged["effective_lr"] = self.config.optimizer.lr
+        # A handle: the sink may create the run later (see TrackingSink.run_id).
         self.run_id = sink.start_trial(self.trial.number, logged, {"study": study.study_name})
         # Without a pruner, Optuna needs no per-epoch report: the curves travel in the record.
         self.report_to_pruner = report_to_pruner
         # The run id goes to Optuna with the record, in its one write at the end; until then the
         # reaper finds the run by its trial-number tag.
-        self.record = TrialRecord(
-            metric_name=metric_name,
-            effective_lr=self.config.optimizer.lr,
-            mlflow_run_id=self.run_id,
-        )
+        self.record = TrialRecord(metric_name=metric_name, effective_lr=self.config.optimizer.lr)
         self.train_loss = self.record.train_loss_curve
         self.val_loss = self.record.val_loss_curve
         self.val_metric = self.record.val_metric_curve
@@ -139,7 +138,10 @@ class TrialSession:
 
     def fail(self, reason: str) -> None:
         """A bug or an interrupt: the trial is FAILED (and retried later), never left RUNNING."""
-        self._end(TrialState.FAIL, "FAILED", tags={"fail_reason": reason})
+        if not self.done:
+            with contextlib.suppress(Exception):  # _end tells FAIL even if this write fails
+                self.trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        self._end(TrialState.FAIL, "FAILED", tags={FAIL_REASON_ATTR: reason})
 
     def _end(
         self,
@@ -152,14 +154,19 @@ class TrialSession:
         if self.done:
             return
         self.done = True
-        self.record.wall_seconds = time.perf_counter() - self.started
-        if self.epoch_seconds:
-            self.record.epoch_seconds = float(np.median(self.epoch_seconds))
-        self.trial.set_user_attr(RECORD_ATTR, self.record.as_attr())
-        metrics = {**(metrics or {}), "wall_seconds": self.record.wall_seconds}
-        tags = {**self.engine_tags, **(tags or {})}
-        self.sink.end_trial(self.run_id, run_status, metrics=metrics, tags=tags)
-        self.study.tell(self.trial, values, state=state)
+        try:
+            self.record.wall_seconds = time.perf_counter() - self.started
+            if self.epoch_seconds:
+                self.record.epoch_seconds = float(np.median(self.epoch_seconds))
+            self.record.mlflow_run_id = self.sink.run_id(self.run_id)
+            self.trial.set_user_attr(RECORD_ATTR, self.record.as_attr())
+            metrics = {**(metrics or {}), "wall_seconds": self.record.wall_seconds}
+            tags = {**self.engine_tags, **(tags or {})}
+            self.sink.end_trial(self.run_id, run_status, metrics=metrics, tags=tags)
+            self.study.tell(self.trial, values, state=state)
+        except BaseException as err:
+            fail_trial(self.study, self.trial, error_reason(err))
+            raise
 
     def _record_result(self, result: CVResult) -> dict[str, float]:
         """The CV summary into the record; returns it, with the fold scores, as run metrics."""
@@ -269,3 +276,19 @@ def noise_attr(scale: NoiseScale, *, stage: str, epoch: int) -> dict[str, Any]:
 
     fields = {key: plain(value) for key, value in dataclasses.asdict(scale).items()}
     return {"stage": stage, "epoch": epoch, "fold": 0, **fields}
+
+
+def error_reason(err: BaseException) -> str:
+    """An exception as a trial's fail reason: its type and message."""
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def fail_trial(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """FAIL ``trial`` with ``reason`` (user attr ``fail_reason``) unless it ended already: for a
+    trial whose session could not end it. Errors are swallowed: the caller is raising the error
+    that brought it here, and a trial the storage cannot fail now is found later, its worker gone
+    (:func:`sweep.study.heartbeats.fail_orphaned_trials`)."""
+    with contextlib.suppress(Exception):
+        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+    with contextlib.suppress(Exception):
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)

@@ -5,11 +5,14 @@ the only code that imports MLflow.
 
 Every write is buffered per run and sent with ``log_batch`` in chunks, so a trial costs a handful
 of requests whatever its number of epochs and folds; the requests run on a background thread while
-training goes on.
+training goes on. A trial's run is created on that thread too: a lost tracking server never holds
+up training (see :mod:`sweep.tracking.mlflow_writer`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +24,11 @@ from mlflow.tracking import MlflowClient
 from sweep.locations import absolute_sqlite_uri, artifact_root_for, spool_path_for, sqlite_path
 from sweep.study.trial_record import TRIAL_NUMBER_TAG
 from sweep.tracking.mlflow_context import SPACE_ARTIFACT_DIR, RunContext
-from sweep.tracking.mlflow_writer import MlflowWriter
+from sweep.tracking.mlflow_writer import MlflowWriter, cap_mlflow_http_retries, new_handle
 from sweep.tracking.sink import RUN_STATUS, FinishedTrials
+from sweep.tracking.spool import Spool
+
+logger = logging.getLogger(__name__)
 
 # MLflow 3 opens experiments in its GenAI view unless told this is model training.
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
@@ -86,15 +92,16 @@ class MlflowSink:
     def __init__(
         self, tracking_uri: str, experiment_name: str, *, context: RunContext | None = None
     ) -> None:
+        cap_mlflow_http_retries()
         tracking_uri = absolute_sqlite_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri = tracking_uri
         self.context = context or RunContext()  # what every run this sink creates gets
         self.experiment_id = self._experiment(experiment_name, artifact_root_for(tracking_uri))
         self.parent_run_id: str | None = None
-        self._buffers: dict[str, _RunBuffer] = {}  # this sink's RUNNING trial runs
-        self.trial_run_ids: set[str] = set()  # the runs this sink created: it ends them itself
-        self.writer = MlflowWriter(self.client, tracking_uri, spool_path_for(tracking_uri))
+        self._buffers: dict[str, _RunBuffer] = {}  # this sink's RUNNING trial runs, by handle
+        self.trial_numbers: set[int] = set()  # the trials whose runs this sink ends itself
+        self.writer = MlflowWriter(self.client, tracking_uri, Spool(spool_path_for(tracking_uri)))
         self.writer.replay_spool()  # what an earlier sweep could not send
 
     def _experiment(self, name: str, artifact_root: str | None) -> str:
@@ -145,20 +152,34 @@ class MlflowSink:
         folder: Path,
     ) -> None:
         buffer = self._parent_buffer()
-        if params:
+        if params and not self.writer.struggling:
             # MLflow params are write-once: a study whose budget is raised later may find a new
             # best; its params keep their first value while the tags and files follow the best.
-            existing = self.client.get_run(buffer.run_id).data.params
-            params = {k: v for k, v in params.items() if existing.get(k, str(v)) == str(v)}
-        buffer.add(metrics, params=params, tags=tags)
+            # (Unread, a changed param is refused, in a batch of its own.)
+            with contextlib.suppress(Exception):
+                existing = self.client.get_run(buffer.run_id).data.params
+                params = {k: v for k, v in params.items() if existing.get(k, str(v)) == str(v)}
+        buffer.add(params=params)
+        buffer.flush()
+        buffer.add(metrics, tags=tags)
         buffer.flush()
         self.writer.drain()
-        self.client.log_artifacts(buffer.run_id, str(folder))
+        if self.writer.offline:
+            logger.warning(
+                "the report's files were not uploaded to %s (unreachable); `sweep report` "
+                "uploads them once it answers.",
+                self.tracking_uri,
+            )
+            return
+        try:
+            self.client.log_artifacts(buffer.run_id, str(folder))
+        except Exception as err:  # noqa: BLE001 - the files are also on disk: not worth a crash
+            logger.warning("the report's files were not uploaded to %s: %s", self.tracking_uri, err)
 
     def end_study(self, status: str) -> None:
         assert self.parent_run_id is not None
+        self.writer.set_terminated(self.parent_run_id, status)
         self.writer.drain()
-        self.client.set_terminated(self.parent_run_id, status=status)
 
     def drain(self) -> None:
         """Wait for every queued write (see :class:`~sweep.tracking.mlflow_writer.MlflowWriter`)."""
@@ -167,9 +188,12 @@ class MlflowSink:
     # -- trial runs
 
     def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
-        """A RUNNING nested run for one trial; its params are written at once."""
+        """A RUNNING nested run for one trial, with its params, created on the writer's thread;
+        returns its handle (see :meth:`run_id`)."""
         assert self.parent_run_id is not None, "open_study() comes before start_trial()"
-        run = self.client.create_run(
+        handle = new_handle()
+        self.writer.create_run(
+            handle,
             self.experiment_id,
             run_name=f"trial-{number:04d}",
             tags={
@@ -179,13 +203,17 @@ class MlflowSink:
                 **{k: str(v) for k, v in tags.items()},
             },
         )
-        run_id = run.info.run_id
-        self._log_dataset(run_id)
-        self.trial_run_ids.add(run_id)
-        buffer = self._buffers[run_id] = _RunBuffer(run_id, self.writer)
+        self._log_dataset(handle)
+        self.trial_numbers.add(number)
+        buffer = self._buffers[handle] = _RunBuffer(handle, self.writer)
         buffer.add(params=params)
         buffer.flush()
-        return run_id
+        return handle
+
+    def run_id(self, handle: str) -> str:
+        """The MLflow id of the run :meth:`start_trial` returned ``handle`` for; "" until the
+        writer created it (it may be spooled, and created by a later replay)."""
+        return self.writer.run_id(handle)
 
     def log_epoch(self, run_id: str, step: int, metrics: Mapping[str, float]) -> None:
         buffer = self._buffers[run_id]
@@ -212,18 +240,28 @@ class MlflowSink:
 
         A worker killed with kill -9 leaves its run RUNNING. A run names its trial by its
         ``optuna.trial_number`` and parent tags, set when it is created, so a trial killed before
-        its end is found without anything written to Optuna. The runs this sink created are left
-        to it (its writer may still hold their writes), so when only those and the study's run
-        are RUNNING, neither is the writer waited for nor ``finished`` called.
+        its end is found without anything written to Optuna. The runs of this sink's trials are
+        left to it (its writer may still hold their writes), so when only those and the study's
+        run are RUNNING, neither is the writer waited for nor ``finished`` called. With the
+        tracking store unreachable, nothing is reaped (a later sweep or worker does it).
         """
-        running = self.client.search_runs(
-            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
-        )
-        mine = self.trial_run_ids | {self.parent_run_id}
+        if self.writer.struggling:  # retrying or offline: not worth a search that fails
+            return 0
+        try:
+            running = self.client.search_runs(
+                [self.experiment_id],
+                filter_string="attributes.status = 'RUNNING'",
+                max_results=5000,
+            )
+        except Exception as err:  # noqa: BLE001 - reaping is housekeeping: never worth a crash
+            logger.warning("runs left RUNNING were not reaped (%s): %s", self.tracking_uri, err)
+            return 0
+        mine = {str(number) for number in self.trial_numbers}
         others = [
             run
             for run in running
-            if run.info.run_id not in mine and run.data.tags.get(PARENT_TAG) == self.parent_run_id
+            if run.data.tags.get(PARENT_TAG) == self.parent_run_id
+            and run.data.tags.get(TRIAL_NUMBER_TAG) not in mine
         ]
         if not others:
             return 0
@@ -233,18 +271,22 @@ class MlflowSink:
             number = run.data.tags.get(TRIAL_NUMBER_TAG, "")
             state = states.get(int(number)) if number.isdigit() else None
             if state in RUN_STATUS:
-                self.client.set_tag(run.info.run_id, "reaped", f"trial ended {state}")
-                self.client.set_terminated(run.info.run_id, status=RUN_STATUS[state])
+                reaped_run = _RunBuffer(run.info.run_id, self.writer)
+                reaped_run.add(tags={"reaped": f"trial ended {state}"})
+                reaped_run.flush()
+                self.writer.set_terminated(run.info.run_id, RUN_STATUS[state])
                 reaped += 1
+        if reaped:
+            self.writer.drain()
         return reaped
 
     # -- helpers
 
     def _log_dataset(self, run_id: str) -> None:
-        """The data as the run's dataset input: one request; MLflow stores the dataset once per
-        experiment and links each run to it."""
+        """The data as the run's dataset input, queued with the run's other writes (MLflow
+        stores the dataset once per experiment and links each run to it)."""
         if self.context.dataset is not None:
-            self.client.log_inputs(run_id, datasets=[self.context.dataset])
+            self.writer.log_inputs(run_id, self.context.dataset)
 
     def _parent_buffer(self) -> _RunBuffer:
         assert self.parent_run_id is not None
@@ -263,6 +305,7 @@ def newest_study(tracking_uri: str) -> tuple[str, str] | None:
     db_file = sqlite_path(tracking_uri)
     if db_file is not None and not db_file.exists():
         return None
+    cap_mlflow_http_retries()
     experiments = [
         e for e in MlflowClient(tracking_uri).search_experiments() if e.name != "Default"
     ]

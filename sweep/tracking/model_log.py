@@ -21,6 +21,8 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from sweep.tracking.mlflow_writer import cap_mlflow_http_retries
+
 STATE_DICT_FOLDER = "refit"  # artifact folder of the state dict on the parent run
 MODEL_NAME = "refit_model"  # the logged model's name, as the UI's "Logged models" shows it
 
@@ -34,6 +36,7 @@ class LoggedRefit:
 
 def parent_run_exists(tracking_uri: str, parent_run_id: str) -> bool:
     """Whether the tracking store holds the study's parent run (checked before a refit trains)."""
+    cap_mlflow_http_retries()  # a lost server answers within the writer's budget, not minutes
     try:
         MlflowClient(tracking_uri).get_run(parent_run_id)
     except MlflowException:

@@ -35,7 +35,13 @@ class TrackingSink(Protocol):
         ...
 
     def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
-        """A RUNNING run nested under the study's run for trial ``number``; its id."""
+        """A RUNNING run nested under the study's run for trial ``number``; its handle, which
+        every later call names it by."""
+        ...
+
+    def run_id(self, handle: str) -> str:
+        """The store's id of the run :meth:`start_trial` returned ``handle`` for (a sink may
+        create runs later, when its store answers); "" while it does not exist yet."""
         ...
 
     def log_epoch(self, run_id: str, step: int, metrics: Mapping[str, float]) -> None:

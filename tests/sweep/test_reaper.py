@@ -27,6 +27,7 @@ def test_a_dead_workers_run_is_reaped_and_the_callers_own_runs_are_left(workdir:
     killed = study.ask()
     dead_run = dead.start_trial(killed.number, {"lr": 0.1}, {"study": "s"})
     dead.drain()
+    dead_run = dead.run_id(dead_run)
     study.tell(killed, state=TrialState.FAIL)  # as fail_stale_trials does once beats stop
 
     live = MlflowSink(tracking, "s")
@@ -40,10 +41,11 @@ def test_a_dead_workers_run_is_reaped_and_the_callers_own_runs_are_left(workdir:
     reaped = client.get_run(dead_run)
     assert reaped.info.status == "FAILED"
     assert reaped.data.tags["reaped"] == "trial ended FAIL"
-    assert "reaped" not in client.get_run(own).data.tags
+    own_id = live.run_id(own)
+    assert "reaped" not in client.get_run(own_id).data.tags
     live.end_trial(own, "FINISHED")
     live.drain()
-    assert client.get_run(own).info.status == "FINISHED"
+    assert client.get_run(own_id).info.status == "FINISHED"
     assert reap(study, live) == 0
 
 

@@ -17,6 +17,7 @@ def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
     tracker.open_study(existing_run_id=None, tags={"study": "batched"})
     run = tracker.start_trial(0, {"batch_size": 8}, {})
     tracker.drain()
+    run_id = tracker.run_id(run)
     calls = []
     real_log_batch = tracker.client.log_batch
     tracker.client.log_batch = lambda *a, **k: (
@@ -30,9 +31,9 @@ def test_metrics_go_out_in_log_batch_chunks(workdir: Path) -> None:
     tracker.end_trial(run, "KILLED")
     tracker.drain()
     assert calls == [MAX_ENTITIES_PER_BATCH, MAX_ENTITIES_PER_BATCH, 5]
-    history = tracker.client.get_metric_history(run, "val_loss")
+    history = tracker.client.get_metric_history(run_id, "val_loss")
     assert len(history) == n_values
-    assert tracker.client.get_run(run).info.status == "KILLED"
+    assert tracker.client.get_run(run_id).info.status == "KILLED"
 
 
 def test_experiment_opens_in_the_training_view_and_artifacts_sit_under_mlruns(
@@ -75,7 +76,7 @@ def test_failed_writes_are_retried_in_order(workdir: Path, monkeypatch) -> None:
     tracker.end_trial(run, "FINISHED")
     tracker.drain()
     assert failures == []  # the write failed once, and went out on its retry
-    finished = tracker.client.get_run(run)
+    finished = tracker.client.get_run(tracker.run_id(run))
     assert finished.data.metrics["val_loss"] == 0.5
     assert finished.info.status == "FINISHED"
 
@@ -88,6 +89,7 @@ def test_writes_that_fail_for_good_are_spooled_and_replayed(workdir: Path, monke
     tracker.open_study(existing_run_id=None, tags={"study": "spool"})
     run = tracker.start_trial(0, {}, {})
     tracker.drain()
+    run_id = tracker.run_id(run)
     client = tracker.client
     real_log_batch, real_set_terminated = client.log_batch, client.set_terminated
 
@@ -104,7 +106,7 @@ def test_writes_that_fail_for_good_are_spooled_and_replayed(workdir: Path, monke
     client.log_batch, client.set_terminated = real_log_batch, real_set_terminated
     again = MlflowSink(local_tracking_uri(), "spool")  # the next sweep replays the spool
     assert not spool.exists()
-    replayed = again.client.get_run(run)
+    replayed = again.client.get_run(run_id)
     assert replayed.data.metrics["val_loss"] == 0.25
     assert replayed.info.status == "FINISHED"
 
