@@ -195,3 +195,25 @@ def test_sweep_run_with_gpus_and_no_cuda_creates_nothing(
     code = main(["run", "--space", "quick", "--gpus", "0"])
     assert code == 2 and "--gpus 0: no CUDA device" in capsys.readouterr().err
     assert list(workdir.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_sweep_logs_to_a_postgresql_psycopg_tracking_uri(
+    workdir: Path, postgres_url: str
+) -> None:
+    """The URL form SQLAlchemy names with its driver, as MLflow accepts it: a whole sweep logs
+    its study run and every trial run there."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import tiny_space
+
+    tracking = postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    space = tiny_space(workdir, name="pg_tracked", trials=2)
+    assert main(["run", "--space", str(space), "--tracking-uri", tracking]) == 0
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("pg_tracked")
+    runs = client.search_runs([experiment.experiment_id])
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 3 and len(trials) == 2
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(client.get_metric_history(r.info.run_id, "val_loss") for r in trials)
