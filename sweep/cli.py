@@ -303,28 +303,26 @@ def _best(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from sweep.commands.report import run_report
-    from sweep.locations import resolve_storage, resolve_tracking_uri
 
-    run_report(
-        args.study,
-        storage_url=resolve_storage(args.storage),
-        tracking_uri=resolve_tracking_uri(args.tracking_uri),
-        output=args.output,
-    )
+    run_report(args.study, **_stores(args), output=args.output)
     return 0
 
 
 def _refit(args: argparse.Namespace) -> int:
-    from sweep.locations import resolve_storage, resolve_tracking_uri
     from sweep.models.refit_command import run_refit
 
-    run_refit(
-        args.study,
-        storage_url=resolve_storage(args.storage),
-        tracking_uri=resolve_tracking_uri(args.tracking_uri),
-        output=args.output,
-    )
+    run_refit(args.study, **_stores(args), output=args.output)
     return 0
+
+
+def _stores(args: argparse.Namespace) -> dict[str, str]:
+    """The Optuna storage and MLflow tracking URLs a command was given, or their defaults."""
+    from sweep.locations import resolve_storage, resolve_tracking_uri
+
+    return {
+        "storage_url": resolve_storage(args.storage),
+        "tracking_uri": resolve_tracking_uri(args.tracking_uri),
+    }
 
 
 def _ui_url(args: argparse.Namespace) -> int:

@@ -61,15 +61,13 @@ def tiny_space(
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database for one test, dropped afterwards.
+def postgres_admin():
+    """``(admin URL, AUTOCOMMIT engine)`` of the test PostgreSQL server.
 
-    Outside CI the test is skipped when no server answers; in CI (``CI`` set) that is a failure,
-    since .ci/run starts the server.
+    Outside CI the calling test is skipped when no server answers; in CI (``CI`` set) that is a
+    failure, since .ci/run starts the server.
     """
     import os
-    import uuid
 
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
@@ -85,6 +83,17 @@ def postgres_url():
         if os.environ.get("CI"):
             pytest.fail(message + " (CI must start it: see .ci/run)")
         pytest.skip(message)
+    return admin_url, admin
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import text
+
+    admin_url, admin = postgres_admin()
     name = f"sweep_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -94,3 +103,23 @@ def postgres_url():
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def mlflow_rest(url: str, path: str, payload: dict, *, method: str = "POST") -> dict:
+    """One call of a tracking server's REST API (``/api/2.0/mlflow/<path>``), as a browser or
+    another client would make it; raises OSError (HTTPError) on a 4xx/5xx answer."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    if method == "GET":
+        query = urllib.parse.urlencode(payload)
+        request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}?{query}")
+    else:
+        request = urllib.request.Request(
+            f"{url}/api/2.0/mlflow/{path}",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())

@@ -185,27 +185,11 @@ def fold_noise_scales(
 
 
 def fold_noise_scale(
-    data: FoldData,
-    model_config: MLPConfig,
-    params: Tensor,
-    *,
-    fold: int = 0,
-    small: int = 8,
-    big: int = 256,
-    draws: int = 64,
-    seed: int = 0,
+    data: FoldData, model_config: MLPConfig, params: Tensor, **options: int
 ) -> NoiseScale:
-    """B_simple of one fold's model at ``params`` (one row), over that fold's training data."""
-    (scale,) = fold_noise_scales(
-        data,
-        model_config,
-        params.reshape(1, -1),
-        fold=fold,
-        small=small,
-        big=big,
-        draws=draws,
-        seed=seed,
-    )
+    """B_simple of one fold's model at ``params`` (one row), over that fold's training data;
+    ``options`` (fold, small, big, draws, seed) as for :func:`fold_noise_scales`."""
+    (scale,) = fold_noise_scales(data, model_config, params.reshape(1, -1), **options)
     return scale
 
 

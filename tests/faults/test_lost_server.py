@@ -4,7 +4,6 @@ puts every trial's run, with its curves, into MLflow once the server is back."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -20,6 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.tracking.mlflow_writer import RETRY_DELAYS_SECONDS
+from tests.conftest import mlflow_rest
 
 pytestmark = pytest.mark.slow
 
@@ -70,17 +70,7 @@ class Server:
             self.process.wait(timeout=30)
 
     def rest(self, path: str, payload: dict, *, method: str = "POST") -> dict:
-        if method == "GET":
-            url = f"{self.url}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(payload)}"
-            request = urllib.request.Request(url)
-        else:
-            request = urllib.request.Request(
-                f"{self.url}/api/2.0/mlflow/{path}",
-                data=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        return mlflow_rest(self.url, path, payload, method=method)
 
     def runs(self, experiment_name: str) -> list[dict]:
         try:

@@ -20,7 +20,7 @@ import pytest
 from sweep.commands.launcher import worker_command, worker_env
 from sweep.commands.terminal import say
 from sweep.provenance.redact import redact_text, redact_url
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import postgres_admin
 
 
 @pytest.mark.parametrize(
@@ -86,19 +86,9 @@ def test_workers_get_the_urls_from_the_environment_not_argv() -> None:
 def password_role():
     """A PostgreSQL role with a random password owning two fresh databases (Optuna, MLflow);
     yields ``(password, storage URL, tracking URI, admin URL)`` and drops all three after."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy import text
 
-    admin_url = os.environ.get("SWEEP_TEST_POSTGRES", POSTGRES_ADMIN_URL)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except OperationalError as err:
-        admin.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"no PostgreSQL server at {admin_url}: {err.orig}")
-        pytest.skip(f"no PostgreSQL server at {admin_url}: {err.orig}")
+    admin_url, admin = postgres_admin()
     suffix = uuid.uuid4().hex[:10]
     role, optuna_db, mlflow_db = f"sweep_secret_{suffix}", f"optuna_{suffix}", f"mlflow_{suffix}"
     password = f"pw{secrets.token_hex(12)}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from sweep.best_config import load_best_config
 from sweep.commands.run import RunOptions, run_sweep
-from tests.conftest import tiny_space
+from tests.conftest import mlflow_rest, tiny_space
 
 pytestmark = pytest.mark.slow
 
@@ -56,20 +55,6 @@ def tracking_server(tmp_path: Path):
     server.wait(timeout=30)
 
 
-def _rest(url: str, path: str, payload: dict, *, method: str = "POST") -> dict:
-    if method == "GET":
-        query = urllib.parse.urlencode(payload)
-        request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}?{query}")
-    else:
-        request = urllib.request.Request(
-            f"{url}/api/2.0/mlflow/{path}",
-            data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def test_server_serves_the_parent_and_nested_trial_runs(
     workdir: Path, tracking_server: str, postgres_url: str
 ) -> None:
@@ -77,18 +62,18 @@ def test_server_serves_the_parent_and_nested_trial_runs(
     outcome = run_sweep(
         RunOptions(space=str(space), storage=postgres_url, tracking_uri=tracking_server)
     )
-    experiment = _rest(
+    experiment = mlflow_rest(
         tracking_server, "experiments/get-by-name", {"experiment_name": "served"}, method="GET"
     )
     experiment_id = experiment["experiment"]["experiment_id"]
-    runs = _rest(tracking_server, "runs/search", {"experiment_ids": [experiment_id]})["runs"]
+    runs = mlflow_rest(tracking_server, "runs/search", {"experiment_ids": [experiment_id]})["runs"]
     tags = [{tag["key"]: tag["value"] for tag in run["data"].get("tags", [])} for run in runs]
     parents = [run for run, tag in zip(runs, tags) if "mlflow.parentRunId" not in tag]
     children = [tag for tag in tags if "mlflow.parentRunId" in tag]
     assert len(parents) == 1 and len(children) == 3
     assert {child["mlflow.parentRunId"] for child in children} == {outcome.parent_run_id}
     assert all(run["info"]["status"] == "FINISHED" for run in runs)
-    history = _rest(
+    history = mlflow_rest(
         tracking_server,
         "metrics/get-history",
         {"run_id": runs[tags.index(children[0])]["info"]["run_id"], "metric_key": "val_loss"},
