@@ -29,7 +29,12 @@ from trainers.fold_data import FoldData, epoch_orders
 from trainers.manual_backward import loss_and_grad, per_sample_loss
 from trainers.memory import bytes_per_row, max_step_rows
 from trainers.stacked_mlp import StackedMLP
-from trainers.stacked_optim import StackedOptimizer, keep_stack_rows, masked_step
+from trainers.stacked_optim import (
+    StackedOptimizer,
+    keep_stack_rows,
+    masked_step,
+    optimizers_by_kind,
+)
 from trainers.step_capture import CompiledStep, compute_dtype
 from trainers.train_config import CVResult, EpochReport, TrainConfig, TrainingDiverged
 
@@ -199,16 +204,8 @@ class _StackRun:
         self._early = (self.flat[:: self.n_folds].clone(), list(self.live))
 
     def _optimizers(self) -> list[StackedOptimizer]:
-        optimizers, start = [], 0
-        names = [self.configs[i].optimizer.name for i in self.live]
-        for name in dict.fromkeys(names):
-            members = [i for i in self.live if self.configs[i].optimizer.name == name]
-            rows = len(members) * self.n_folds
-            block = self.flat[start : start + rows]
-            configs = [self.configs[i].optimizer for i in members for _ in range(self.n_folds)]
-            optimizers.append(StackedOptimizer(block, configs))
-            start += rows
-        return optimizers
+        live = [self.configs[i].optimizer for i in self.live]
+        return optimizers_by_kind(self.flat, live, self.n_folds)
 
     def train_epoch(self, epoch: int) -> None:
         self._started = time.perf_counter()

@@ -17,50 +17,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from dataclasses import dataclass
 
 import torch
 
+from trainers.benchmark import BenchCase
 from trainers.busy_host_bench import train_grid
 from trainers.data import load_dataset
 from trainers.folds import make_folds
 from trainers.problem import make_problem
-from trainers.stacked_mlp import MLPConfig
-from trainers.stacked_optim import OptimizerConfig
 from trainers.threads import intra_op_threads, thread_ceiling
-from trainers.train_config import TrainConfig
+
+# One hidden layer of 256: the grid of the issue's efficiency target.
+FULL = BenchCase(
+    "synthetic 20000x50", 20_000, 50, epochs=10, batch_sizes=(64, 256, 1024, None), hidden=(256,)
+)
+QUICK = dataclasses.replace(FULL, name="synthetic 2000x50", n_samples=2_000, epochs=2)
 
 
-@dataclass(frozen=True)
-class Grid:
-    n_samples: int
-    n_features: int
-    hidden: int
-    epochs: int
-    batch_sizes: tuple[int | None, ...]  # None: the whole training fold
-    n_folds: int = 5
-
-    def configs(self) -> list[TrainConfig]:
-        return [
-            TrainConfig(
-                batch_size=batch_size,
-                epochs=self.epochs,
-                optimizer=OptimizerConfig(name, lr),
-                model=MLPConfig((self.hidden,)),
-            )
-            for batch_size in self.batch_sizes
-            for lr in (1e-3, 1e-2)
-            for name in ("sgd", "adam")
-        ]
-
-
-FULL = Grid(20_000, 50, 256, epochs=10, batch_sizes=(64, 256, 1024, None))
-QUICK = Grid(2_000, 50, 256, epochs=2, batch_sizes=(64, 256, 1024, None))
-
-
-def training_flops(grid: Grid, train_sizes: tuple[int, ...], val_sizes: tuple[int, ...]) -> int:
+def training_flops(
+    grid: BenchCase, train_sizes: tuple[int, ...], val_sizes: tuple[int, ...]
+) -> int:
     """Matmul FLOPs of training every config of ``grid`` (see the module's docstring)."""
-    widths = (grid.n_features, grid.hidden, 1)
+    widths = (grid.n_features, *grid.hidden, 1)
     layer_macs = [a * b for a, b in zip(widths[:-1], widths[1:])]
     forward = sum(layer_macs)
     backward = sum(layer_macs) + sum(layer_macs[1:])  # weight gradients, then input gradients
@@ -98,13 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     flops = training_flops(grid, problem.train_sizes, problem.data.val_sizes)
     rows = 4 * grid.n_folds  # four trials (2 LRs x 2 optimizers) per batch size
     full = max(problem.train_sizes)
-    shapes = [(rows, b or full, grid.n_features, grid.hidden) for b in grid.batch_sizes]
+    shapes = [(rows, b or full, grid.n_features, grid.hidden[0]) for b in grid.batch_sizes]
     with intra_op_threads(thread_ceiling()):
         peak = bmm_peak(shapes)
     achieved = flops / seconds
     print(
         f"engine efficiency: {grid.n_samples}x{grid.n_features}, MLP {grid.n_features}->"
-        f"{grid.hidden}->1, 16 configs, {grid.n_folds} folds x {grid.epochs} epochs: "
+        f"{grid.hidden[0]}->1, 16 configs, {grid.n_folds} folds x {grid.epochs} epochs: "
         f"{seconds:.2f} s, {flops / 1e9:.1f} GFLOP of matmuls, {achieved / 1e9:.1f} GFLOP/s; "
         f"torch.bmm peak on the same shapes ({thread_ceiling()} threads) {peak / 1e9:.1f} "
         f"GFLOP/s: {100 * achieved / peak:.0f}% of peak (floor {flops / peak:.2f} s)"

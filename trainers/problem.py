@@ -238,6 +238,29 @@ def _rng_kept() -> Iterator[None]:
         torch.random.set_rng_state(state)
 
 
+def module_engine_data(
+    dataset: Dataset, folds: Sequence[Fold], *, device: torch.device, standardize: str = "auto"
+) -> ModuleFoldData:
+    """The data on ``device`` for the generic engine: a table standardised per fold on its train
+    part when ``standardize`` says so (:func:`standardizes`), any other data as given."""
+    if standardizes(dataset, standardize):
+        return module_folds_from(prepare_folds(dataset, folds, device=device))
+    return prepare_module_folds(dataset.X, dataset.y, folds, device=device)
+
+
+def module_factory(model: ModelChoice) -> tuple[Callable[..., torch.nn.Module], dict[str, Any]]:
+    """The factory the generic engine builds each model with, and its keyword arguments: the
+    user's, or one that builds the built-in MLP on the flattened sample."""
+    if model.factory is not None:
+        return model.factory, dict(model.kwargs)
+    mlp = model.mlp
+
+    def builtin(input_shape: tuple[int, ...], n_outputs: int) -> torch.nn.Module:
+        return build_mlp(math.prod(input_shape), n_outputs, mlp)
+
+    return builtin, {}
+
+
 def make_problem(
     dataset: Dataset,
     folds: Sequence[Fold],
@@ -261,7 +284,6 @@ def make_problem(
     task = dataset.task
     loss = DEFAULT_LOSS[task] if loss == "auto" else loss
     metric = DEFAULT_METRIC[task] if metric == "auto" else metric
-    scaled = standardizes(dataset, standardize)
     if uses_fast_engine(dataset, model, loss, metric, standardize):
         return TrainingProblem(
             task=task,
@@ -271,23 +293,12 @@ def make_problem(
             higher_is_better=True,
             threads=threads,
         )
-    if scaled:
-        data = module_folds_from(prepare_folds(dataset, folds, device=device))
-    else:
-        data = prepare_module_folds(dataset.X, dataset.y, folds, device=device)
+    data = module_engine_data(dataset, folds, device=device, standardize=standardize)
     resolved_loss = resolve_loss(loss)
     resolved_metric = resolve_metric(
         metric, higher_is_better=getattr(metric, "higher_is_better", None)
     )
-    if model.factory is None:
-        mlp = model.mlp
-
-        def factory(input_shape: tuple[int, ...], n_outputs: int) -> torch.nn.Module:
-            return build_mlp(input_shape[0], n_outputs, mlp)
-
-        factory_kwargs: Mapping[str, Any] = {}
-    else:
-        factory, factory_kwargs = model.factory, model.kwargs
+    factory, factory_kwargs = module_factory(model)
     return TrainingProblem(
         task=task,
         data=data,
@@ -296,7 +307,7 @@ def make_problem(
         higher_is_better=resolved_metric.higher_is_better,
         engine_options={
             "factory": factory,
-            "model_kwargs": dict(factory_kwargs),
+            "model_kwargs": factory_kwargs,
             "loss": resolved_loss,
             "metric": resolved_metric,
         },

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,17 +27,17 @@ import torch
 from torch import Tensor, nn
 
 from trainers.data import Dataset
-from trainers.fold_data import prepare_folds
 from trainers.folds import Fold, fit_fold_scaling
-from trainers.module_engine import (
-    ModuleStack,
-    build_module,
-    module_folds_from,
-    prepare_module_folds,
-    train_module_stack,
+from trainers.module_engine import ModuleStack, build_module, train_module_stack
+from trainers.problem import (
+    DEFAULT_LOSS,
+    DEFAULT_METRIC,
+    ModelChoice,
+    module_engine_data,
+    module_factory,
+    standardizes,
 )
-from trainers.problem import DEFAULT_LOSS, DEFAULT_METRIC, ModelChoice, standardizes
-from trainers.stacked_mlp import MLPConfig, build_mlp
+from trainers.stacked_mlp import MLPConfig
 from trainers.train_config import TrainConfig
 
 SCALING_BUFFERS = ("input_mean", "input_std", "target_mean", "target_std")
@@ -130,12 +129,8 @@ def refit_model(
     metric = DEFAULT_METRIC[task] if metric == "auto" else metric
     rows = np.arange(dataset.X.shape[0], dtype=np.int64)
     everything = Fold(train_idx=rows, val_idx=rows)
-    scaled = standardizes(dataset, standardize)
-    if scaled:
-        data = module_folds_from(prepare_folds(dataset, [everything], device=device))
-    else:
-        data = prepare_module_folds(dataset.X, dataset.y, [everything], device=device)
-    factory, kwargs = _factory(model)
+    data = module_engine_data(dataset, [everything], device=device, standardize=standardize)
+    factory, kwargs = module_factory(model)
     # The generic engine builds the model with the factory and trains fp32 steps eagerly: the
     # fast engine's settings (its MLP, bf16, capture) only change speed, not the model.
     config = dataclasses.replace(config, model=MLPConfig(), precision="fp32", capture="off")
@@ -167,22 +162,13 @@ def refit_model(
     state = {name: value[0].cpu() for name, value in result.final_state.items()}
     trained = stack.to_module(result.final_params[0].cpu(), state).eval()
     return RefitResult(
-        model=FittedModel(trained, **_scaling(dataset, everything, scaled)).eval(),
+        model=FittedModel(
+            trained, **_scaling(dataset, everything, standardizes(dataset, standardize))
+        ).eval(),
         train_loss=np.asarray(reports, dtype=np.float64),
         engine=outcome.engine,
         engine_reason=outcome.engine_reason,
     )
-
-
-def _factory(model: ModelChoice) -> tuple[Callable[..., nn.Module], Mapping[str, Any]]:
-    if model.factory is not None:
-        return model.factory, dict(model.kwargs)
-    mlp: MLPConfig = model.mlp
-
-    def builtin(input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
-        return build_mlp(math.prod(input_shape), n_outputs, mlp)
-
-    return builtin, {}
 
 
 def _scaling(dataset: Dataset, fold: Fold, scaled: bool) -> dict[str, Tensor]:

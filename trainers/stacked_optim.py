@@ -15,6 +15,7 @@ their updates (:func:`initial_state` and :func:`update_rows`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -161,6 +162,22 @@ class StackedOptimizer:
     def hyperparameters(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(lr, weight_decay, momentum)``, one row per model, the LR schedule applied."""
         return self.lr, self.weight_decay, self.momentum
+
+
+def optimizers_by_kind(
+    flat: Tensor, configs: Sequence[OptimizerConfig], n_folds: int
+) -> list[StackedOptimizer]:
+    """One :class:`StackedOptimizer` per optimizer kind over ``flat``, whose rows hold each
+    trial's ``n_folds`` models, the trials grouped by kind in the order of ``configs`` (one
+    config per trial), as both engines lay out their stacks."""
+    optimizers, start = [], 0
+    for name in dict.fromkeys(config.name for config in configs):
+        members = [config for config in configs if config.name == name]
+        rows = len(members) * n_folds
+        per_row = [config for config in members for _ in range(n_folds)]
+        optimizers.append(StackedOptimizer(flat[start : start + rows], per_row))
+        start += rows
+    return optimizers
 
 
 class UpdateKind(NamedTuple):

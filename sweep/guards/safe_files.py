@@ -59,7 +59,7 @@ def check_output_file(path: Path, *, flag: str) -> None:
         raise UsageError(f"{flag} {path}: is a directory. Give a file name, e.g. {path}/best.json.")
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str | bytes) -> None:
     """Write to a temporary file beside ``path``, then rename: never a half-written file. An
     existing file keeps its permissions; a new one gets the umask's, as ``open()`` would."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def write_atomically(path: Path, text: str) -> None:
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(handle, mode)
-        with os.fdopen(handle, "w") as tmp:
+        with os.fdopen(handle, "wb" if isinstance(text, bytes) else "w") as tmp:
             tmp.write(text)
         os.replace(tmp_name, path)
     except BaseException:

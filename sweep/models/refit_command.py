@@ -7,8 +7,6 @@ model to keep. Load it back with ``load_best_config(NAME).load_model(PATH)``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 from sweep.commands.checks import check_storage_url, check_tracking_uri, load_inputs
 from sweep.commands.terminal import say
 from sweep.errors import UsageError
+from sweep.guards.safe_files import check_output_file, write_atomically
 
 MODEL_SUFFIXES = (".pt", ".pth")
 
@@ -40,10 +39,7 @@ def check_output(output: Path) -> None:
         raise UsageError(
             f"-o {output}: a state dict file must end in .pt or .pth; got {output.suffix or 'none'}."
         )
-    if output.is_dir():
-        raise UsageError(f"-o {output}: is a directory; name a file such as {output / 'model.pt'}.")
-    if output.is_symlink():
-        raise UsageError(f"-o {output}: is a symbolic link; name a regular file.")
+    check_output_file(output, flag="-o")
 
 
 def run_refit(
@@ -165,14 +161,10 @@ def _train(inputs, config):  # noqa: ANN001, ANN202 - torch types stay off the i
 
 
 def _save(model, path: Path) -> None:  # noqa: ANN001 - torch stays off the import path
+    import io
+
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    write_atomically(path, buffer.getvalue())

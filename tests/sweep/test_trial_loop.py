@@ -158,12 +158,13 @@ def test_stacked_trials_train_as_they_would_alone(tmp_path: Path) -> None:
 # -- pruning, divergence, out of memory ----------------------------------------------------------
 
 
-def test_median_pruner_prunes_the_trial_behind_the_others(tmp_path: Path) -> None:
-    # Five trials learn (the median pruner's startup trials); then one whose LR barely moves it.
+def _five_learners_then_a_laggard(tmp_path: Path, *, group_size: int):
+    """Six SGD trials run under the median pruner: five learn (LR 0.1), the last barely moves
+    (LR 1e-5)."""
     spec = loop_spec(
         tmp_path,
         trials=6,
-        group_size=1,
+        group_size=group_size,
         epochs=4,
         batch_sizes="[8]",
         lrs="[1.0e-5, 0.1]",
@@ -174,6 +175,12 @@ def test_median_pruner_prunes_the_trial_behind_the_others(tmp_path: Path) -> Non
     for lr in [0.1] * 5 + [1e-5]:
         world.study.enqueue_trial({"batch_size": 8, "optimizer": "sgd", "lr": lr})
     world.run()
+    return world
+
+
+def test_median_pruner_prunes_the_trial_behind_the_others(tmp_path: Path) -> None:
+    # Five trials learn (the median pruner's startup trials); then one whose LR barely moves it.
+    world = _five_learners_then_a_laggard(tmp_path, group_size=1)
 
     *learners, laggard = world.trials()
     assert [trial.state for trial in learners] == [TrialState.COMPLETE] * 5
@@ -190,20 +197,7 @@ def test_median_pruner_prunes_the_trial_behind_the_others(tmp_path: Path) -> Non
 
 def test_a_trial_without_completed_peers_is_not_pruned(tmp_path: Path) -> None:
     """All six in one stack: no trial is COMPLETE while they train, so the pruner keeps all."""
-    spec = loop_spec(
-        tmp_path,
-        trials=6,
-        group_size=6,
-        epochs=4,
-        batch_sizes="[8]",
-        lrs="[1.0e-5, 0.1]",
-        sampler="random",
-        pruner="median",
-    )
-    world = loop_world(spec)
-    for lr in [0.1] * 5 + [1e-5]:
-        world.study.enqueue_trial({"batch_size": 8, "optimizer": "sgd", "lr": lr})
-    world.run()
+    world = _five_learners_then_a_laggard(tmp_path, group_size=6)
     assert world.states() == Counter({TrialState.COMPLETE: 6})
 
 

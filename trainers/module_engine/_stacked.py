@@ -24,7 +24,12 @@ from trainers.losses import Loss, Metric
 from trainers.module_engine._data import ModuleFoldData
 from trainers.module_engine._run import RunBase
 from trainers.module_engine._stack import ModuleStack
-from trainers.stacked_optim import StackedOptimizer, keep_stack_rows, masked_step
+from trainers.stacked_optim import (
+    StackedOptimizer,
+    keep_stack_rows,
+    masked_step,
+    optimizers_by_kind,
+)
 from trainers.train_config import TrainConfig
 
 # (count, folds): ``count`` samples from each of ``folds`` (None: every fold).
@@ -76,15 +81,8 @@ class StackedRun(RunBase):
         ]
 
     def _optimizers(self) -> list[StackedOptimizer]:
-        optimizers, start = [], 0
-        names = [self.configs[i].optimizer.name for i in self.live]
-        for name in dict.fromkeys(names):
-            members = [i for i in self.live if self.configs[i].optimizer.name == name]
-            rows = len(members) * self.n_folds
-            configs = [self.configs[i].optimizer for i in members for _ in range(self.n_folds)]
-            optimizers.append(StackedOptimizer(self.flat[start : start + rows], configs))
-            start += rows
-        return optimizers
+        live = [self.configs[i].optimizer for i in self.live]
+        return optimizers_by_kind(self.flat, live, self.n_folds)
 
     def train_epoch(self, epoch: int) -> None:
         self._started = time.perf_counter()
