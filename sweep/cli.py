@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -205,6 +206,7 @@ def entry() -> int:
     ends without the interpreter's teardown (:mod:`sweep.perf.fast_exit`) once their stores are
     drained. A traceback (a bug) still takes the ordinary exit."""
     fast_exit.arm()
+    _FORKS_TRACKING.append(True)
     code = main()
     if _STORES_CLOSED:
         fast_exit.exit_now(code)
@@ -212,6 +214,21 @@ def entry() -> int:
 
 
 _STORES_CLOSED: list[bool] = []  # set when run or worker returned: its stores are drained
+_FORKS_TRACKING: list[bool] = []  # set by the ``sweep`` program: run and worker fork MLflow off
+
+
+def _start_tracking_process() -> None:
+    """In the ``sweep`` program, ``run`` and ``worker`` fork their tracking process once their
+    arguments are checked, before torch, scikit-learn, Optuna and MLflow load
+    (:mod:`sweep.tracking.tracking_process`); ``SWEEP_TRACKING_PROCESS=0`` keeps MLflow in
+    this process."""
+    if not _FORKS_TRACKING or os.environ.get("SWEEP_TRACKING_PROCESS", "1") == "0":
+        return
+    from sweep.tracking import tracking_process
+
+    process = tracking_process.start()
+    if process is not None:
+        fast_exit.flush_before_exit(process.close)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,6 +275,7 @@ def _run(args: argparse.Namespace) -> int:
     except SpaceError as err:
         raise UsageError(str(err)) from err
     gpus = parse_gpus(args.gpus)
+    _start_tracking_process()
     from sweep.commands.run import RunOptions, run_sweep  # each command loads what it needs
 
     outcome = run_sweep(
@@ -278,6 +296,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    _start_tracking_process()
     from sweep.commands.run import WorkerOptions, run_worker
 
     run_worker(

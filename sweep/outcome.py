@@ -5,8 +5,8 @@ bottom module: it imports no other part of sweep."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +58,8 @@ class RunPlan:
     storage_url: str
     tracking_uri: str
     resuming: bool  # the study exists already
+    # the Optuna storage the checks opened, used again to open the study (None: open one)
+    storage: Any = field(default=None, compare=False, repr=False)
 
     @property
     def dataset(self) -> Dataset:

@@ -117,5 +117,7 @@ def plan_run(options: RunOptions) -> RunPlan:
     study_name = options.study or spec.name
     from sweep.study.resume import check_resumable  # Optuna: loaded once the input is valid
 
-    resuming = check_resumable(storage_url, study_name, spec)
-    return RunPlan(spec, inputs, study_name, storage_url, tracking_uri, resuming=resuming)
+    resuming, storage = check_resumable(storage_url, study_name, spec)
+    return RunPlan(
+        spec, inputs, study_name, storage_url, tracking_uri, resuming=resuming, storage=storage
+    )

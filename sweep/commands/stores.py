@@ -12,26 +12,31 @@ from typing import Any
 import optuna
 
 from sweep.outcome import RunPlan
+from sweep.provenance.dataset_facts import DatasetFacts
 from sweep.provenance.redact import redact_url
 from sweep.study.attrs import PARENT_RUN_ATTR
 from sweep.study.creation_lock import creation_lock
 from sweep.study.resume import open_study
-from sweep.tracking.mlflow_context import run_context
-from sweep.tracking.mlflow_sink import MlflowSink
+from sweep.tracking import tracking_process
+from sweep.tracking.sink import TrackingSink
 from trainers.problem import DEFAULT_LOSS, DEFAULT_METRIC, n_outputs_of, standardizes
 
 
-def open_stores(plan: RunPlan) -> tuple[optuna.Study, MlflowSink]:
-    """The study and an MLflow sink whose study run is the study's (created here if missing)."""
+def open_stores(plan: RunPlan) -> tuple[optuna.Study, TrackingSink]:
+    """The study and an MLflow sink whose study run is the study's (created here if missing).
+
+    The sink is the tracking process's when the ``sweep`` program started one (this process
+    then never loads MLflow), else an MLflow sink in this process.
+    """
     spec = plan.spec
-    context = run_context(plan.dataset, space_file=spec.path)  # outside the lock: it reads data
     with creation_lock(plan.storage_url):
-        sink = MlflowSink(plan.tracking_uri, plan.study_name, context=context)
+        sink = _tracking_sink(plan)
         study = open_study(
             spec,
             study_name=plan.study_name,
             storage_url=plan.storage_url,
             context=_context(plan),
+            storage=plan.storage,
         )
         existing = study.user_attrs.get(PARENT_RUN_ATTR)
         parent_run_id = sink.open_study(
@@ -46,6 +51,22 @@ def open_stores(plan: RunPlan) -> tuple[optuna.Study, MlflowSink]:
             study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
             sink.log_study_params(_space_params(plan))
     return study, sink
+
+
+def _tracking_sink(plan: RunPlan) -> TrackingSink:
+    dataset, space_file = DatasetFacts.of(plan.dataset), plan.spec.path
+    process = tracking_process.started()
+    if process is not None:
+        from sweep.tracking.process_sink import ProcessSink
+
+        return ProcessSink(
+            process, plan.tracking_uri, plan.study_name, dataset=dataset, space_file=space_file
+        )
+    from sweep.tracking.mlflow_context import run_context  # MLflow: this process's own sink
+    from sweep.tracking.mlflow_sink import MlflowSink
+
+    context = run_context(dataset, space_file=space_file)
+    return MlflowSink(plan.tracking_uri, plan.study_name, context=context)
 
 
 def _context(plan: RunPlan) -> dict[str, Any]:

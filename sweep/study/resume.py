@@ -129,19 +129,23 @@ def space_fingerprint(spec: SweepSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def check_resumable(storage_url: str, study_name: str, spec: SweepSpec) -> bool:
-    """True when the study exists and was made by the same space; raises UsageError if not.
+def check_resumable(
+    storage_url: str, study_name: str, spec: SweepSpec
+) -> tuple[bool, optuna.storages.BaseStorage | None]:
+    """Whether the study exists (made by the same space: raises UsageError if not), and the
+    storage it opened to read it, for :func:`open_study` to use again (None when there was no
+    database to open).
 
     Reads only: a missing SQLite file is not created here.
     """
     db_file = sqlite_path(storage_url)
     if db_file is not None and not db_file.exists():
-        return False
+        return False, None
     storage = make_storage(storage_url)
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
-        return False
+        return False, storage
     stored = storage.get_study_user_attrs(study_id).get(SPACE_FINGERPRINT_ATTR)
     if stored is not None and stored != space_fingerprint(spec):
         raise UsageError(
@@ -150,15 +154,21 @@ def check_resumable(storage_url: str, study_name: str, spec: SweepSpec) -> bool:
             f"{space_fingerprint(spec)}). Trials of the two would not be comparable. Use a new "
             f"--study name, or rerun with the settings it was created with."
         )
-    return True
+    return True, storage
 
 
 def open_study(
-    spec: SweepSpec, *, study_name: str, storage_url: str, context: dict[str, Any]
+    spec: SweepSpec,
+    *,
+    study_name: str,
+    storage_url: str,
+    context: dict[str, Any],
+    storage: optuna.storages.BaseStorage | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it to resume; its user attrs hold what export needs."""
+    """Create the study, or load it to resume; its user attrs hold what export needs.
+    ``storage``: one already opened on ``storage_url`` (opening one costs a schema check)."""
     study = optuna.create_study(
-        storage=make_storage(storage_url),
+        storage=storage or make_storage(storage_url),
         sampler=make_sampler(spec),
         pruner=make_pruner(spec),
         study_name=study_name,

@@ -24,8 +24,8 @@ from mlflow.tracking import MlflowClient
 from sweep.locations import absolute_sqlite_uri, artifact_root_for, spool_path_for, sqlite_path
 from sweep.study.trial_record import TRIAL_NUMBER_TAG
 from sweep.tracking.mlflow_context import SPACE_ARTIFACT_DIR, RunContext
-from sweep.tracking.mlflow_writer import MlflowWriter, cap_mlflow_http_retries, new_handle
-from sweep.tracking.sink import RUN_STATUS, FinishedTrials
+from sweep.tracking.mlflow_writer import MlflowWriter, cap_mlflow_http_retries
+from sweep.tracking.sink import RUN_STATUS, FinishedTrials, new_handle
 from sweep.tracking.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -187,11 +187,19 @@ class MlflowSink:
 
     # -- trial runs
 
-    def start_trial(self, number: int, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
+    def start_trial(
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any],
+        *,
+        handle: str | None = None,
+    ) -> str:
         """A RUNNING nested run for one trial, with its params, created on the writer's thread;
-        returns its handle (see :meth:`run_id`)."""
+        returns its handle (see :meth:`run_id`): ``handle`` when the caller made it
+        (:func:`~sweep.tracking.sink.new_handle`), else a new one."""
         assert self.parent_run_id is not None, "open_study() comes before start_trial()"
-        handle = new_handle()
+        handle = handle or new_handle()
         self.writer.create_run(
             handle,
             self.experiment_id,

@@ -21,7 +21,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -31,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from sweep.provenance.redact import redact_url
+from sweep.tracking.sink import PENDING_PREFIX
 from sweep.tracking.spool import Refused, Replayed, Spool, Unreachable
 
 logger = logging.getLogger(__name__)
@@ -46,17 +46,12 @@ MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
-PENDING_PREFIX = "pending-"  # a trial run's handle until MLflow created it
 
 
 def cap_mlflow_http_retries() -> None:
     """Bound MLflow's own HTTP retries (read at each request), keeping a value the user set."""
     for name, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-
-
-def new_handle() -> str:
-    return PENDING_PREFIX + uuid.uuid4().hex
 
 
 class MlflowWriter:

@@ -12,6 +12,7 @@ Run statuses are MLflow's words: RUNNING, FINISHED, KILLED (a pruned trial) and 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,14 @@ from typing import Any, Protocol
 FinishedTrials = Callable[[], Mapping[int, str]]
 # The run status of a trial that is over, by its state.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+# The tracking process's answer to reap when it needs the trials' states (only then read).
+NEED_STATES = "need trial states"
+PENDING_PREFIX = "pending-"  # a trial run's handle until the tracking store created the run
+
+
+def new_handle() -> str:
+    """A new trial run's handle: what every write names the run by until it exists."""
+    return PENDING_PREFIX + uuid.uuid4().hex
 
 
 class TrackingSink(Protocol):

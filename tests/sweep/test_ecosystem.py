@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from sweep.commands.terminal import say
 from sweep.commands.ui_url import ui_url
 from sweep.errors import UsageError
 from sweep.locations import resolve_storage
+from sweep.provenance.dataset_facts import DatasetFacts
 from sweep.provenance.run_context import run_context_tags
 from sweep.tracking.mlflow_context import dataset_input
 from tests.conftest import local_tracking_uri, tiny_space
@@ -108,11 +110,34 @@ def test_run_context_names_the_user_the_source_and_the_commit(tmp_path: Path) ->
 def test_the_data_is_an_mlflow_dataset_with_our_fingerprint(name: str, shown: str, source) -> None:
     X = np.arange(12, dtype=np.float32).reshape(6, 2)
     data = Dataset(name, X, np.zeros(6, np.float32), "regression", None, ("a", "b"), None, "f00d")
-    recorded = dataset_input(data)
+    recorded = dataset_input(DatasetFacts.of(data))
     assert (recorded.dataset.name, recorded.dataset.digest) == (shown, "f00d")
     assert json.loads(recorded.dataset.source) == source
     assert json.loads(recorded.dataset.profile)["features_shape"] == [6, 2]
     assert [(t.key, t.value) for t in recorded.tags] == [("mlflow.data.context", "training")]
+
+
+def test_the_dataset_input_from_facts_is_the_one_from_the_arrays() -> None:
+    """The tracking process gets shapes and dtypes, not the data: MLflow must record the same."""
+    import mlflow.data
+
+    X = np.random.default_rng(0).normal(size=(50, 3, 4)).astype(np.float32)
+    y = np.arange(50) % 3
+    data = Dataset("digits", X, y, "classification", None, None, None, "beef")
+    facts = DatasetFacts.of(data)
+    recorded = dataset_input(facts).dataset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        real = mlflow.data.from_numpy(X, source="digits", targets=y, name="digits", digest="beef")
+    entity = real._to_mlflow_entity()
+    assert (recorded.schema, recorded.profile, recorded.source) == (
+        entity.schema,
+        entity.profile,
+        entity.source,
+    )
+    features, targets = facts.stand_ins()
+    assert features.shape == X.shape and targets.dtype == y.dtype
+    assert features.strides == (0, 0, 0)  # one value, not a copy of the data
 
 
 @pytest.mark.slow
