@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial
 
 from sweep.best_config_data import ARTIFACT_FILE, BestConfig
 from sweep.report.export import best_config_from_trial
+from sweep.report.importances import param_importances
 from sweep.report.noise import NoiseReading, missing_note, noise_readings, noise_tracking_values
 from sweep.report.rows import (
     BatchSizeChoice,
@@ -39,6 +40,7 @@ class StudyReport:
     noise_note: str = ""  # why there is no measurement, when there is none
     pareto: list[dict] = field(default_factory=list)  # multi-objective: loss vs time trade-off
     best: BestConfig | None = None  # the recommended trial as an exportable config
+    importances: dict[str, float] = field(default_factory=dict)  # parameter -> share of the loss
 
     @property
     def critical_batch_size(self) -> float | None:
@@ -57,6 +59,7 @@ class StudyReport:
             "gradient_noise": [reading.as_dict() for reading in self.noise],
             "noise_note": self.noise_note,
             "pareto_front": self.pareto,
+            "param_importances": self.importances,
         }
 
     def json_files(self) -> dict[str, dict]:
@@ -110,11 +113,14 @@ def build_report(snapshot: StudySnapshot) -> StudyReport:
     rows = batch_size_rows(snapshot.trials)
     recommended = recommended_trial(snapshot.trials)
     pareto = pareto_front(snapshot.trials, snapshot.n_objectives)
+    importances = param_importances(snapshot)
     if recommended is None:
         choice = choose_batch_size(rows)
-        return StudyReport(snapshot, rows, choice, None, [], "no completed trial", pareto)
+        return StudyReport(
+            snapshot, rows, choice, None, [], "no completed trial", pareto, None, importances
+        )
     trial, choice = recommended
     best = best_config_from_trial(snapshot, trial, rule=choice.rule)
     readings = noise_readings(trial)
     note = "" if readings else missing_note(trial)
-    return StudyReport(snapshot, rows, choice, trial, readings, note, pareto, best)
+    return StudyReport(snapshot, rows, choice, trial, readings, note, pareto, best, importances)

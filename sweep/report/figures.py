@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -12,6 +13,7 @@ import optuna  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from optuna.trial import FrozenTrial  # noqa: E402
 
+from sweep.report.importances import GivenImportances  # noqa: E402
 from sweep.report.learning_curves_plot import learning_curves_figure  # noqa: E402
 from sweep.report.rows import BatchSizeChoice, BatchSizeRow  # noqa: E402
 from sweep.report.snapshot import StudySnapshot, as_study  # noqa: E402
@@ -20,9 +22,13 @@ from sweep.study.trial_record import record_of  # noqa: E402
 
 
 def report_figures(
-    snapshot: StudySnapshot, rows: list[BatchSizeRow], choice: BatchSizeChoice | None
+    snapshot: StudySnapshot,
+    rows: list[BatchSizeRow],
+    choice: BatchSizeChoice | None,
+    importances: Mapping[str, float] | None = None,
 ) -> dict[str, Figure]:
-    """Artifact file name -> figure. The caller closes them (:func:`close_all`)."""
+    """Artifact file name -> figure. The caller closes them (:func:`close_all`).
+    ``importances``: the report's parameter importances (none: no importance figure)."""
     # A batch size whose trials were all pruned has no score: it is left out of the lines (and
     # named in the title) rather than drawn as a gap or a NaN.
     scored = [row for row in rows if not row.note]
@@ -33,7 +39,7 @@ def report_figures(
         "time_and_memory_vs_batch_size.png": _cost_figure(scored, left_out),
         "lr_vs_batch_size.png": _lr_figure(snapshot.complete),
     }
-    figures.update(_optuna_figures(snapshot))
+    figures.update(_optuna_figures(snapshot, importances or {}))
     return figures
 
 
@@ -119,8 +125,9 @@ def _lr_figure(complete: list[FrozenTrial]) -> Figure:
     return figure
 
 
-def _optuna_figures(snapshot: StudySnapshot) -> dict[str, Figure]:
-    """Optuna's own optimization history and parameter importances (matplotlib backend)."""
+def _optuna_figures(snapshot: StudySnapshot, importances: Mapping[str, float]) -> dict[str, Figure]:
+    """Optuna's own optimization history and parameter importances (matplotlib backend); the
+    importances are the report's, computed where the sweep has scikit-learn loaded."""
     figures: dict[str, Figure] = {}
     multi_objective = snapshot.n_objectives > 1
     target = {"target": cv_loss, "target_name": "CV loss"} if multi_objective else {}
@@ -132,9 +139,11 @@ def _optuna_figures(snapshot: StudySnapshot) -> dict[str, Figure]:
             figures["optimization_history.png"] = axis.figure
         except (ValueError, RuntimeError):
             pass
-        if len(snapshot.complete) >= 3:
+        if importances:
             try:
-                axis = optuna.visualization.matplotlib.plot_param_importances(study, **target)
+                axis = optuna.visualization.matplotlib.plot_param_importances(
+                    study, evaluator=GivenImportances(importances), **target
+                )
                 figures["param_importances.png"] = axis.figure
             except (ValueError, RuntimeError):  # e.g. a parameter that never varied
                 pass

@@ -51,7 +51,7 @@ def write_figures(folder: Path, report: StudyReport) -> list[str]:
     """The report's figures as PNG files in ``folder``; returns their names."""
     from sweep.report.figures import close_all, report_figures  # matplotlib: only to draw
 
-    figures = report_figures(report.snapshot, report.rows, report.choice)
+    figures = report_figures(report.snapshot, report.rows, report.choice, report.importances)
     try:
         for name, figure in figures.items():
             figure.savefig(folder / name, dpi=FIGURE_DPI)

@@ -28,13 +28,19 @@ class _StatesNeeded(Exception):
 
 
 def _preload() -> None:
-    """Load what the report's figures need (matplotlib, Optuna's plots and the random forest of
-    its parameter importances) while the parent loads torch and trains, not at the report.
-    A thread: calls are answered meanwhile."""
-    import sklearn.ensemble  # noqa: F401
-    from optuna.importance import FanovaImportanceEvaluator  # noqa: F401
+    """Load what the report's figures need (matplotlib and Optuna's plots) while the parent
+    loads torch and trains, not at the report. A thread: calls are answered meanwhile. (The
+    parameter importances come computed: scikit-learn and SciPy never load here.)"""
+    import io
 
-    import sweep.report.figures  # noqa: F401
+    import optuna.visualization.matplotlib  # noqa: F401
+
+    from sweep.report.figures import close_all, plt
+
+    figure = plt.figure(figsize=(1, 1))  # the first PNG loads PIL's plugins and the fonts
+    figure.add_subplot().set_title("warm-up")
+    figure.savefig(io.BytesIO(), format="png")
+    close_all({"warm-up": figure})
 
 
 class TrackingServer:
