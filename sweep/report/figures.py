@@ -13,7 +13,6 @@ import optuna  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from optuna.trial import FrozenTrial  # noqa: E402
 
-from sweep.report.importances import GivenImportances  # noqa: E402
 from sweep.report.learning_curves_plot import learning_curves_figure  # noqa: E402
 from sweep.report.rows import BatchSizeChoice, BatchSizeRow  # noqa: E402
 from sweep.report.snapshot import StudySnapshot, as_study  # noqa: E402
@@ -125,6 +124,21 @@ def _lr_figure(complete: list[FrozenTrial]) -> Figure:
     return figure
 
 
+def importance_figure(importances: Mapping[str, float]) -> Figure:
+    """The parameters' importances (:func:`sweep.report.importances.param_importances`) as
+    horizontal bars, largest on top, each with its value."""
+    figure, axis = plt.subplots()
+    ranked = sorted(importances.items(), key=lambda item: item[1])
+    names, values = [name for name, _ in ranked], [value for _, value in ranked]
+    bars = axis.barh(names, values, color="tab:blue")
+    axis.bar_label(bars, labels=[f"{v:.2f}" if v >= 0.01 else "<0.01" for v in values], padding=3)
+    axis.set_xlim(0, max(max(values) * 1.15, 0.05))
+    axis.set_title("Hyperparameter importances (of the CV loss)")
+    axis.set_xlabel("Importance (sums to 1)")
+    axis.grid(True, axis="x", alpha=0.3)
+    return figure
+
+
 def _optuna_figures(snapshot: StudySnapshot, importances: Mapping[str, float]) -> dict[str, Figure]:
     """Optuna's own optimization history and parameter importances (matplotlib backend); the
     importances are the report's, computed where the sweep has scikit-learn loaded."""
@@ -140,13 +154,7 @@ def _optuna_figures(snapshot: StudySnapshot, importances: Mapping[str, float]) -
         except (ValueError, RuntimeError):
             pass
         if importances:
-            try:
-                axis = optuna.visualization.matplotlib.plot_param_importances(
-                    study, evaluator=GivenImportances(importances), **target
-                )
-                figures["param_importances.png"] = axis.figure
-            except (ValueError, RuntimeError):  # e.g. a parameter that never varied
-                pass
+            figures["param_importances.png"] = importance_figure(importances)
         if multi_objective:
             try:
                 axis = optuna.visualization.matplotlib.plot_pareto_front(

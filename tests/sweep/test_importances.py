@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from sweep.report.importances import GivenImportances, param_importances
+from sweep.report.importances import param_importances
 from sweep.report.snapshot import snapshot_of
 
 
@@ -34,17 +34,16 @@ def test_too_few_completed_trials_have_no_importances() -> None:
 
 
 @pytest.mark.slow
-def test_the_figure_shows_the_given_numbers() -> None:
-    from sweep.report.figures import close_all, plt
+def test_the_figure_shows_the_given_numbers_largest_on_top() -> None:
+    from sweep.report.figures import close_all, importance_figure
 
-    study = _study(12)
-    given = {"lr": 0.8, "batch": 0.2}
-    axis = optuna.visualization.matplotlib.plot_param_importances(
-        study, evaluator=GivenImportances(given)
-    )
+    figure = importance_figure({"lr": 0.8, "optimizer": 0.195, "batch_size": 0.005})
     try:
-        widths = sorted(round(bar.get_width(), 2) for bar in axis.patches)
-        assert widths == [0.2, 0.8]
+        (axis,) = figure.axes
+        bars = sorted(axis.patches, key=lambda bar: bar.get_y())
+        assert [round(bar.get_width(), 3) for bar in bars] == [0.005, 0.195, 0.8]
+        assert [label.get_text() for label in axis.get_yticklabels()][-1] == "lr"
+        shown = {text.get_text() for text in axis.texts}
+        assert {"0.80", "0.20", "<0.01"} <= shown
     finally:
-        close_all({"importances": axis.figure})
-        plt.close("all")
+        close_all({"importances": figure})
