@@ -220,9 +220,24 @@ _FORKS_TRACKING: list[bool] = []  # set by the ``sweep`` program: run and worker
 def _start_tracking_process() -> None:
     """In the ``sweep`` program, ``run`` and ``worker`` fork their tracking process once their
     arguments are checked, before torch, scikit-learn, Optuna and MLflow load
-    (:mod:`sweep.tracking.tracking_process`); ``SWEEP_TRACKING_PROCESS=0`` keeps MLflow in
-    this process."""
-    if not _FORKS_TRACKING or os.environ.get("SWEEP_TRACKING_PROCESS", "1") == "0":
+    (:mod:`sweep.tracking.tracking_process`), when two cores are free
+    (:mod:`sweep.perf.spare_cores`). ``SWEEP_TRACKING_PROCESS=1`` forks it always, ``0``
+    never (MLflow then runs in this process)."""
+    setting = os.environ.get("SWEEP_TRACKING_PROCESS", "auto")
+    if setting not in ("auto", "0", "1"):
+        raise UsageError(
+            f"SWEEP_TRACKING_PROCESS={setting!r}: must be auto, 1 (always) or 0 (never); "
+            "unset it for auto."
+        )
+    if not _FORKS_TRACKING or setting == "0":
+        return
+    from sweep.perf.spare_cores import spare_cores, worth_a_second_process
+
+    spare = spare_cores()
+    if setting == "auto" and not worth_a_second_process(spare):
+        logging.getLogger("sweep").debug(
+            "MLflow runs in this process: %.0f core(s) free, the tracking process needs 2", spare
+        )
         return
     from sweep.tracking import tracking_process
 

@@ -5,6 +5,7 @@ of the writes it handed over."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweep.perf.spare_cores import runnable_others, worth_a_second_process
 from tests.conftest import local_tracking_uri, tiny_space, write_space
 
 # Runs `sweep run` as the program does (cli.entry), and prints, as its last flush before the
@@ -115,11 +117,13 @@ def test_a_parent_killed_with_kill_9_loses_none_of_the_writes_it_handed_over(
     workdir: Path,
 ) -> None:
     space = write_space(workdir, "killed", SLOW_SPACE)
+    env = {**os.environ, "SWEEP_TRACKING_PROCESS": "1"}  # always, however busy the host is
     sweep = subprocess.Popen(
         [sys.executable, "-m", "sweep", "run", "--space", str(space)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     database = workdir / "mlruns" / "optuna.db"
     deadline = time.monotonic() + 240
@@ -150,3 +154,24 @@ def test_a_parent_killed_with_kill_9_loses_none_of_the_writes_it_handed_over(
         assert run.info.status == "FINISHED", number
         assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 60
         assert "cv_val_loss" in run.data.metrics
+
+
+def test_the_host_must_have_two_free_cores_for_the_tracking_process() -> None:
+    assert runnable_others("0.10 0.20 0.30 1/300 4242") == 0  # only the reader runs
+    assert runnable_others("2.38 2.49 2.06 3/136 13610") == 2
+    assert worth_a_second_process(2.0) and worth_a_second_process(15.0)
+    assert not worth_a_second_process(1.0)  # one other busy process on 2 cores
+
+
+@pytest.mark.slow
+def test_a_bad_setting_exits_2_and_creates_nothing(workdir: Path) -> None:
+    space = tiny_space(workdir)
+    result = subprocess.run(
+        [sys.executable, "-m", "sweep", "run", "--space", str(space)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SWEEP_TRACKING_PROCESS": "yes"},
+    )
+    assert result.returncode == 2
+    assert "SWEEP_TRACKING_PROCESS='yes'" in result.stderr and "auto, 1" in result.stderr
+    assert not (workdir / "mlruns").exists()
