@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
 from trainers.losses import Loss
+from trainers.module_engine._fast_layers import stacked_copy
 
 # factory(input_shape=<one sample's shape>, n_outputs=<int>, **model_kwargs) -> nn.Module
 ModelFactory = Callable[..., nn.Module]
@@ -99,6 +100,12 @@ class ModuleStack:
         self.has_batch_norm = any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.base.modules()
         )
+        # The copy the vmapped passes run: Conv2d/MaxPool2d swapped for channels-last stand-ins.
+        self.fast_base, self.swapped = stacked_copy(self.base)
+        if [n for n, _ in self.fast_base.named_parameters()] != [
+            n for n, _ in self.base.named_parameters()
+        ]:
+            self.fast_base, self.swapped = self.base, []
         self._training: bool | None = None
 
     def stack(self, modules: Sequence[nn.Module]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -161,11 +168,11 @@ class ModuleStack:
         self, params: dict[str, Tensor], state: Mapping[str, Tensor], inputs: Tensor, *, train: bool
     ) -> Tensor:
         if self._training is not train:
-            self.base.train(train)
+            self.fast_base.train(train)
             self._training = train
 
         def one_model(p: dict[str, Tensor], s: dict[str, Tensor], x: Tensor) -> Tensor:
-            return functional_call(self.base, (p, s), (x,))
+            return functional_call(self.fast_base, (p, s), (x,))
 
         return torch.vmap(one_model, randomness="different")(params, dict(state), inputs)
 
@@ -239,6 +246,8 @@ def probe_vmap(
     ):
         return Probe(False, "torch.func.vmap's outputs differ from the module's own (eval mode)")
     reason = "torch.func.vmap ran the stacked forward and backward"
+    if stack.swapped:
+        reason += f"; {' and '.join(stack.swapped)} run channels-last with the models as channels"
     if stack.has_batch_norm:
         reason += "; BatchNorm running statistics are stacked, one set per model"
     loops = sorted({m.split("batching rule for ")[-1].split(".")[0] for m in caught})
