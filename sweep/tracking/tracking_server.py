@@ -27,6 +27,16 @@ class _StatesNeeded(Exception):
     pass
 
 
+def _load_the_store_code() -> None:
+    """Import what opening an MLflow store loads (SQLAlchemy's store, Alembic's schema check) now,
+    before the parent asks: imports only, nothing is opened or created."""
+    import alembic.runtime.migration  # noqa: F401
+    import alembic.script  # noqa: F401
+    import mlflow.store.db.utils  # noqa: F401
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import mlflow.tracking._tracking_service.utils  # noqa: F401
+
+
 def _preload() -> None:
     """Load what the report's figures need (matplotlib and Optuna's plots) while the parent
     loads torch and trains, not at the report. A thread: calls are answered meanwhile. (The
@@ -51,6 +61,8 @@ class TrackingServer:
         self._failure = ""  # a call that was not waited for failed: told at the next call
 
     def serve(self, connection: Connection) -> None:
+        _load_the_store_code()
+        threading.Thread(target=_preload, name="preload", daemon=True).start()
         while True:
             try:
                 answer, name, args, kwargs = connection.recv()
@@ -95,7 +107,6 @@ class TrackingServer:
     ) -> str:
         context = run_context(dataset, space_file=space_file)
         self.sink = MlflowSink(tracking_uri, experiment_name, context=context)
-        threading.Thread(target=_preload, name="preload", daemon=True).start()
         return self.sink.experiment_id
 
     def do_open_study(self, *, existing_run_id: str | None, tags: Mapping[str, Any]) -> str:

@@ -25,11 +25,22 @@ N_MODELS, BATCH = 3, 5
 
 def _cnn(pool: nn.MaxPool2d, middle: nn.Module | None = None, size: int = 8) -> nn.Sequential:
     conv = nn.Conv2d(2, 4, kernel_size=3, padding=1)
-    features = 4 * functional.max_pool2d(torch.zeros(1, 1, size, size), pool.kernel_size,
-                                         pool.stride, pool.padding, pool.dilation,
-                                         pool.ceil_mode).numel()
+    features = (
+        4
+        * functional.max_pool2d(
+            torch.zeros(1, 1, size, size),
+            pool.kernel_size,
+            pool.stride,
+            pool.padding,
+            pool.dilation,
+            pool.ceil_mode,
+        ).numel()
+    )
     return nn.Sequential(
-        conv, middle if middle is not None else nn.ReLU(), pool, nn.Flatten(),
+        conv,
+        middle if middle is not None else nn.ReLU(),
+        pool,
+        nn.Flatten(),
         nn.Linear(features, 3),
     )
 
@@ -134,7 +145,9 @@ def test_the_users_module_is_not_changed_and_to_module_gives_plain_layers():
     assert "run channels-last" not in repr(module)
 
 
-@pytest.mark.parametrize("make", [lambda: _cnn(nn.MaxPool2d(2)), lambda: _cnn(nn.MaxPool2d(2), nn.Tanh())])
+@pytest.mark.parametrize(
+    "make", [lambda: _cnn(nn.MaxPool2d(2)), lambda: _cnn(nn.MaxPool2d(2), nn.Tanh())]
+)
 def test_stand_ins_outside_vmap_behave_as_the_originals(make):
     torch.manual_seed(0)
     module = make()
