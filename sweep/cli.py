@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sweep.errors import UsageError
+from sweep.errors import TrackingProcessError, UsageError
 from sweep.guards.study_names import check_study_name
 from sweep.perf import fast_exit
 from sweep.perf.phases import PHASES, count_imports
@@ -272,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except TrackingProcessError as err:  # killed from outside, mid-sweep: say so in one line
+        print(f"sweep {args.command}: error: {redact_text(str(err))}", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Errors the CLI turns into a message and exit code 2."""
+"""Errors the CLI turns into a one-line message: exit code 2 for bad input, 1 for a tracking
+process that ended under the sweep."""
 
 from __future__ import annotations
 
@@ -9,3 +10,8 @@ class UsageError(Exception):
     The message names the flag or file, the key, the rule and the value, and says how to fix it.
     Raised before anything is created.
     """
+
+
+class TrackingProcessError(RuntimeError):
+    """The tracking process (:mod:`sweep.tracking.tracking_process`) failed a call, or ended
+    before it answered (killed from outside)."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Every `sweep` program a test starts forks its tracking process, as on a host with cores to
+# spare, whatever the load of the machine running the tests (a test may set it otherwise).
+os.environ.setdefault("SWEEP_TRACKING_PROCESS", "1")
 
 
 @pytest.fixture

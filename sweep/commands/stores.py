@@ -7,10 +7,12 @@ the study and the study's run, and the others find them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import optuna
 
+from sweep.errors import TrackingProcessError
 from sweep.outcome import RunPlan
 from sweep.provenance.dataset_facts import DatasetFacts
 from sweep.provenance.redact import redact_url
@@ -20,6 +22,8 @@ from sweep.study.resume import open_study
 from sweep.tracking import tracking_process
 from sweep.tracking.sink import TrackingSink
 from trainers.problem import DEFAULT_LOSS, DEFAULT_METRIC, n_outputs_of, standardizes
+
+logger = logging.getLogger(__name__)
 
 
 def open_stores(plan: RunPlan) -> tuple[optuna.Study, TrackingSink]:
@@ -59,9 +63,12 @@ def _tracking_sink(plan: RunPlan) -> TrackingSink:
     if process is not None:
         from sweep.tracking.process_sink import ProcessSink
 
-        return ProcessSink(
-            process, plan.tracking_uri, plan.study_name, dataset=dataset, space_file=space_file
-        )
+        try:
+            return ProcessSink(
+                process, plan.tracking_uri, plan.study_name, dataset=dataset, space_file=space_file
+            )
+        except TrackingProcessError as err:  # gone before anything was handed over
+            logger.warning("%s MLflow runs in this process instead.", err)
     from sweep.tracking.mlflow_context import run_context  # MLflow: this process's own sink
     from sweep.tracking.mlflow_sink import MlflowSink
 

@@ -28,11 +28,9 @@ import traceback
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
+from sweep.errors import TrackingProcessError
+
 logger = logging.getLogger(__name__)
-
-
-class TrackingProcessError(RuntimeError):
-    """The tracking process failed a call, or ended before it answered."""
 
 
 class TrackingProcess:
@@ -42,6 +40,7 @@ class TrackingProcess:
         self.pid, self._connection = pid, connection
         self._lock = threading.Lock()
         self._closed = False
+        self._gone = False  # the child ended before it was closed
 
     def send(self, name: str, *args: Any, **kwargs: Any) -> None:
         """Ask for ``name`` and go on; a failure shows at the next :meth:`call`."""
@@ -61,11 +60,13 @@ class TrackingProcess:
         return value
 
     def close(self) -> None:
-        """Have the child send what it holds and exit; wait for it. Safe to call twice."""
+        """Have the child send what it holds and exit; wait for it. Safe to call twice, and
+        quiet when the child already ended (that was reported when it was found out)."""
         if self._closed:
             return
         try:
-            self.call("close")
+            if not self._gone:
+                self.call("close")
         except TrackingProcessError as err:
             logger.error("%s", err)
         finally:
@@ -82,11 +83,13 @@ class TrackingProcess:
             raise TrackingProcessError(self._ended(f"while {message[1]} was sent")) from err
 
     def _ended(self, when: str) -> str:
+        self._gone = True
         status = _wait(self.pid, block=False)
         how = f" ({status})" if status else ""
         return (
-            f"the tracking process (pid {self.pid}) ended {when}{how}; the Optuna study keeps "
-            "every finished trial, and `sweep report` logs the report to MLflow again."
+            f"the tracking process (pid {self.pid}) ended {when}{how}. The Optuna study keeps "
+            "every finished trial: the same command resumes the sweep, and `sweep report` logs "
+            "the report to MLflow."
         )
 
 

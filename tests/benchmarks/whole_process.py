@@ -4,7 +4,9 @@ On the article's grid (synthetic 1000x10 regression, MLP 10->50->1, batch 16 / 6
 1e-3 / 1e-2 x SGD / Adam, 5-fold CV, 20 epochs):
 
 1. ``sweep run`` into new stores, then a second study into the same (existing) stores, with
-   ``-v`` for its split of the time;
+   ``-v`` for its split of the time; then the same with the tracking process forced on
+   (``SWEEP_TRACKING_PROCESS=1``) and off (``0``), since by default it forks only when two cores
+   are free at that moment;
 2. scikit-learn's ``MLPRegressor`` + ``GridSearchCV`` on the same grid
    (:mod:`tests.benchmarks.sklearn_grid`), and the ratio (target: existing stores <= 1.0x);
 3. ``sweep run --workers 2`` against ``--workers 1``, both into existing stores;
@@ -19,6 +21,7 @@ default space.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,10 +46,12 @@ budget: {{trials: 12, group_size: 12}}
 """
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, str]:
+def timed(command: list[str], cwd: Path, **env: str) -> tuple[float, str]:
     """Wall seconds of a whole process, and its last line of output; fails loudly."""
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited {result.returncode}:\n{result.stderr}")
@@ -66,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         grid = [*sweep, "--space", "grid.yaml"]
         new, _ = timed([*grid, "--study", "new-stores"], work)
         existing, split = timed([*grid, "--study", "existing-stores", "-v"], work)
+        forked, _ = timed([*grid, "--study", "forked"], work, SWEEP_TRACKING_PROCESS="1")
+        single, _ = timed([*grid, "--study", "single"], work, SWEEP_TRACKING_PROCESS="0")
         sklearn, _ = timed(
             [sys.executable, "-m", "tests.benchmarks.sklearn_grid", "--epochs", str(epochs)], ROOT
         )
@@ -74,6 +81,10 @@ def main(argv: list[str] | None = None) -> None:
             f"  sweep run, new stores       {new:6.2f} s  x{new / sklearn:.2f} scikit-learn\n"
             f"  sweep run, existing stores  {existing:6.2f} s  x{existing / sklearn:.2f} "
             f"scikit-learn (target <= 1.0x)\n"
+            f"  the same, tracking process  {forked:6.2f} s  x{forked / sklearn:.2f} "
+            f"(SWEEP_TRACKING_PROCESS=1)\n"
+            f"  the same, one process       {single:6.2f} s  x{single / sklearn:.2f} "
+            f"(SWEEP_TRACKING_PROCESS=0)\n"
             f"  scikit-learn GridSearchCV   {sklearn:6.2f} s\n"
             f"  the existing-stores run's own {split}",
             flush=True,

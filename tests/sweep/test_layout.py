@@ -18,6 +18,7 @@ MLFLOW_MODULES = {
     "sweep.tracking.mlflow_writer",
     "sweep.tracking.model_log",
     "sweep.tracking.mlflow_context",
+    "sweep.tracking.tracking_server",  # the tracking process loads MLflow's store code early
     "sweep.best_config",
 }
 
