@@ -59,10 +59,11 @@ class TrackingServer:
     def __init__(self) -> None:
         self.sink: MlflowSink | None = None
         self._failure = ""  # a call that was not waited for failed: told at the next call
+        self._preload = threading.Thread(target=_preload, name="preload", daemon=True)
 
     def serve(self, connection: Connection) -> None:
         _load_the_store_code()
-        threading.Thread(target=_preload, name="preload", daemon=True).start()
+        self._preload.start()
         while True:
             try:
                 answer, name, args, kwargs = connection.recv()
@@ -143,6 +144,7 @@ class TrackingServer:
     ) -> list[str]:
         """Draw the report's figures into ``folder`` (when given the report), then log the
         folder; returns the figures' file names."""
+        self._preload.join()  # pyplot is not thread-safe: its warm-up ends before any drawing
         names = write_figures(Path(folder), report) if report is not None else []
         self._sink().log_report(metrics=metrics, params=params, tags=tags, folder=Path(folder))
         return names
