@@ -218,7 +218,13 @@ class _MaxPool2d(torch.autograd.Function):
         if x.dim() == 4 and x.is_contiguous(memory_format=_CL):
             grad = grad.contiguous(memory_format=_CL)
         grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad, x, _pair(kernel), _pair(stride), _pair(padding), _pair(dilation), ceil_mode,
+            grad,
+            x,
+            _pair(kernel),
+            _pair(stride),
+            _pair(padding),
+            _pair(dilation),
+            ceil_mode,
             indices,
         )
         return grad_x, None
@@ -261,17 +267,34 @@ class _ConvReluPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor, _gi: Tensor | None, _gy: Tensor | None) -> tuple:
         x, weight, out, indices, y = ctx.saved_tensors
-        (stride, padding, dilation, groups), (kernel, pool_stride, pool_padding, pool_dilation, ceil) = ctx.args
+        (
+            (stride, padding, dilation, groups),
+            (kernel, pool_stride, pool_padding, pool_dilation, ceil),
+        ) = ctx.args
         grad = torch.ops.aten.threshold_backward(grad, out, 0.0)  # ReLU's mask, pooled
         if y.dim() == 4 and y.is_contiguous(memory_format=_CL):
             grad = grad.contiguous(memory_format=_CL)
         grad_y = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad, y, _pair(kernel), _pair(pool_stride),
-            _pair(pool_padding), _pair(pool_dilation), ceil, indices,
+            grad,
+            y,
+            _pair(kernel),
+            _pair(pool_stride),
+            _pair(pool_padding),
+            _pair(pool_dilation),
+            ceil,
+            indices,
         )
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad_y, x, weight, [weight.shape[0]] if ctx.has_bias else None, _pair(stride),
-            _pair(padding), _pair(dilation), False, [0, 0], groups,
+            grad_y,
+            x,
+            weight,
+            [weight.shape[0]] if ctx.has_bias else None,
+            _pair(stride),
+            _pair(padding),
+            _pair(dilation),
+            False,
+            [0, 0],
+            groups,
             [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias],
         )
         return grad_x, grad_w, grad_b, None
