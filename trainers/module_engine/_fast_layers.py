@@ -214,20 +214,7 @@ class _MaxPool2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor, _grad_indices: Tensor | None) -> tuple:
         x, indices = ctx.saved_tensors
-        kernel, stride, padding, dilation, ceil_mode = ctx.args
-        if x.dim() == 4 and x.is_contiguous(memory_format=_CL):
-            grad = grad.contiguous(memory_format=_CL)
-        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad,
-            x,
-            _pair(kernel),
-            _pair(stride),
-            _pair(padding),
-            _pair(dilation),
-            ceil_mode,
-            indices,
-        )
-        return grad_x, None
+        return _pool_backward(grad, x, indices, ctx.args), None
 
     @staticmethod
     def vmap(info: Any, in_dims: tuple, x: Tensor, args: tuple):
@@ -267,23 +254,9 @@ class _ConvReluPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor, _gi: Tensor | None, _gy: Tensor | None) -> tuple:
         x, weight, out, indices, y = ctx.saved_tensors
-        (
-            (stride, padding, dilation, groups),
-            (kernel, pool_stride, pool_padding, pool_dilation, ceil),
-        ) = ctx.args
+        (stride, padding, dilation, groups), pool = ctx.args
         grad = torch.ops.aten.threshold_backward(grad, out, 0.0)  # ReLU's mask, pooled
-        if y.dim() == 4 and y.is_contiguous(memory_format=_CL):
-            grad = grad.contiguous(memory_format=_CL)
-        grad_y = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad,
-            y,
-            _pair(kernel),
-            _pair(pool_stride),
-            _pair(pool_padding),
-            _pair(pool_dilation),
-            ceil,
-            indices,
-        )
+        grad_y = _pool_backward(grad, y, indices, pool)
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad_y,
             x,
@@ -312,6 +285,17 @@ class _ConvReluPool(torch.autograd.Function):
         outputs = _ConvReluPool.apply(xs, weight, bias, (conv_args, pool))
         split = [_split_models(t, m, unbatched) for t in outputs]
         return tuple(t for t, _ in split), tuple(d for _, d in split)
+
+
+def _pool_backward(grad: Tensor, x: Tensor, indices: Tensor, pool: tuple) -> Tensor:
+    """``max_pool2d``'s input gradient, kept channels-last when the input is (the native kernel
+    then writes dense NHWC memory)."""
+    kernel, stride, padding, dilation, ceil_mode = pool
+    if x.dim() == 4 and x.is_contiguous(memory_format=_CL):
+        grad = grad.contiguous(memory_format=_CL)
+    return torch.ops.aten.max_pool2d_with_indices_backward(
+        grad, x, _pair(kernel), _pair(stride), _pair(padding), _pair(dilation), ceil_mode, indices
+    )
 
 
 def _at_front(t: Tensor, bdim: int | None, n_models: int) -> Tensor:
