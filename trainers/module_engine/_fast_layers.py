@@ -184,10 +184,7 @@ class _Conv2d(torch.autograd.Function):
         stride, padding, dilation, groups = args
         m = info.batch_size
         xs, unbatched = _models_as_channels(x, in_dims[0], m)
-        weight = _at_front(weight, in_dims[1], m)
-        weight = weight.reshape(m * weight.shape[1], *weight.shape[2:])
-        if bias is not None:
-            bias = _at_front(bias, in_dims[2], m).reshape(-1)
+        weight, bias = _models_as_groups(weight, bias, in_dims[1:3], m)
         out = functional.conv2d(xs, weight, bias, stride, padding, dilation, m * groups)
         return _split_models(out, m, unbatched)
 
@@ -277,14 +274,23 @@ class _ConvReluPool(torch.autograd.Function):
         (stride, padding, dilation, groups), pool = args
         m = info.batch_size
         xs, unbatched = _models_as_channels(x, in_dims[0], m)
-        weight = _at_front(weight, in_dims[1], m)
-        weight = weight.reshape(m * weight.shape[1], *weight.shape[2:])
-        if bias is not None:
-            bias = _at_front(bias, in_dims[2], m).reshape(-1)
+        weight, bias = _models_as_groups(weight, bias, in_dims[1:3], m)
         conv_args = (stride, padding, dilation, m * groups)
         outputs = _ConvReluPool.apply(xs, weight, bias, (conv_args, pool))
         split = [_split_models(t, m, unbatched) for t in outputs]
         return tuple(t for t, _ in split), tuple(d for _, d in split)
+
+
+def _models_as_groups(
+    weight: Tensor, bias: Tensor | None, in_dims: tuple, n_models: int
+) -> tuple[Tensor, Tensor | None]:
+    """The models' convolution weights ``(n_models * out, in / groups, kh, kw)`` and biases
+    ``(n_models * out,)``: the groups of one grouped convolution over the models' channels."""
+    weight = _at_front(weight, in_dims[0], n_models)
+    weight = weight.reshape(n_models * weight.shape[1], *weight.shape[2:])
+    if bias is not None:
+        bias = _at_front(bias, in_dims[1], n_models).reshape(-1)
+    return weight, bias
 
 
 def _pool_backward(grad: Tensor, x: Tensor, indices: Tensor, pool: tuple) -> Tensor:
