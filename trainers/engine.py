@@ -27,7 +27,7 @@ from torch import Tensor
 
 from trainers.fold_data import FoldData, epoch_orders
 from trainers.manual_backward import loss_and_grad, per_sample_loss
-from trainers.memory import bytes_per_row, max_step_rows
+from trainers.memory import bytes_per_row, host_piece_rows, max_step_rows
 from trainers.stacked_mlp import StackedMLP
 from trainers.stacked_optim import (
     StackedOptimizer,
@@ -177,6 +177,8 @@ class _StackRun:
         self.max_rows = max_step_rows(self.model, device)
         if max_rows is not None:
             self.max_rows = max(1, min(self.max_rows, max_rows))
+        # On the CPU, the eager step also goes in cache-sized pieces (trainers.memory).
+        self.piece_rows = host_piece_rows(self.model) if device.type == "cpu" else None
         # Trials sorted by optimizer kind, so each kind owns a contiguous block of rows.
         self.live = sorted(range(len(configs)), key=lambda i: configs[i].optimizer.name)
         initial = self.model.init_flat(n_folds, seed=first.seed, device=device)
@@ -223,6 +225,8 @@ class _StackRun:
         chunk = self.chunk_size(n_live)
         self.max_chunks = max(self.max_chunks, math.ceil(self.batch_size / chunk))
         compiled = self._compiled_step() if chunk == self.batch_size else None
+        if compiled is None:
+            chunk = self.piece_size(chunk, n_live)
         all_active = torch.ones(rows.shape[0], 1, dtype=torch.bool, device=data.device)
         for step in range(self.n_steps):
             start = step * self.batch_size
@@ -251,7 +255,8 @@ class _StackRun:
                 chunk_loss, chunk_grad = self._loss_and_grad(
                     rows, weight_scale, chunk_start, min(chunk_start + chunk, stop), dropout
                 )
-                fold_loss, grad = fold_loss + chunk_loss, grad + chunk_grad
+                fold_loss.add_(chunk_loss)
+                grad.add_(chunk_grad)
             step_active = active[step] if step >= self.first_ragged_step else None
             # A row whose loss went non-finite stops updating at once (no NaN spreads through
             # its optimizer state, no inf or NaN arithmetic for the rest of the epoch); its
@@ -280,6 +285,15 @@ class _StackRun:
         """Samples per model a step computes at once: the batch, or less when memory is short."""
         return max(1, min(self.batch_size, self.max_rows // (n_live * self.n_folds)))
 
+    def piece_size(self, chunk: int, n_live: int) -> int:
+        """``chunk`` cut to :attr:`piece_rows`, into equal pieces: a batch of 256 that takes
+        two pieces goes as 128 + 128, not as 200 + 56."""
+        if self.piece_rows is None:
+            return chunk
+        rows = n_live * self.n_folds
+        pieces = math.ceil(chunk * rows / self.piece_rows)
+        return math.ceil(chunk / pieces)
+
     def _loss_and_grad(
         self,
         rows: Tensor,
@@ -302,9 +316,8 @@ class _StackRun:
 
     def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
         """The epoch's one host sync; returns a report per live trial (None if it diverged)."""
-        val_loss, val_metric = _evaluate(
-            self.model, self.flat, self.data, len(self.live), self.max_rows
-        )
+        max_rows = self.max_rows if self.piece_rows is None else min(self.max_rows, self.piece_rows)
+        val_loss, val_metric = _evaluate(self.model, self.flat, self.data, len(self.live), max_rows)
         fold_steps = self.fold_steps.repeat(len(self.live))
         train = (
             (self._train_loss_sum / fold_steps).cpu().numpy().reshape(len(self.live), self.n_folds)
