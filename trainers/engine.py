@@ -15,9 +15,11 @@ diverged), its rows leave the stack at the end of that epoch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from trainers.fold_data import FoldData, epoch_orders
 from trainers.manual_backward import loss_and_grad, per_sample_loss
-from trainers.memory import bytes_per_row, max_step_rows
+from trainers.memory import bytes_per_row, host_piece_rows, max_step_rows
 from trainers.stacked_mlp import StackedMLP
 from trainers.stacked_optim import (
     StackedOptimizer,
@@ -106,6 +108,7 @@ def train_stack(
     on_epoch: StackCallback | None = None,
     on_epoch_end: Callable[[], Iterable[int]] | None = None,
     max_rows: int | None = None,
+    workers: int = 1,
 ) -> list[StackOutcome]:
     """Train several trials' folds as one stack; one :class:`StackOutcome` per config, in order.
 
@@ -117,36 +120,103 @@ def train_stack(
     ``max_rows`` caps the (model, sample) rows one step holds on the device, below the cap that
     comes from the free memory (:func:`trainers.memory.max_step_rows`). A larger batch is computed in
     chunks whose gradients add up to the exact batch gradient.
+
+    ``workers`` > 1 trains the stack as that many sub-stacks of whole trials (at most one per
+    trial), each in its own thread, meeting after every epoch: the stack uses that many cores
+    without splitting each small op across them, so a core taken by another process slows the
+    stack by its share of the work instead of stalling every op (see :mod:`trainers.threads`).
+    Each thread should run torch with one intra-op thread; ``TrainingProblem.train`` sees to it.
+    Rows are independent models, so the results are those of one stack up to rounding, except
+    that dropout's draws depend on the sub-stack's shape.
     """
     keys = {stack_key(config, data) for config in configs}
     if len(keys) != 1:
         raise ValueError(
             f"a stack needs one batch size, model, schedule and seed, got {len(keys)} kinds."
         )
-    run = _StackRun(data, list(configs), max_rows=max_rows)
-    for epoch in range(run.epochs):
-        run.train_epoch(epoch)
-        if epoch == 0 and run.epochs > 1:
-            run.keep_early_params()
-        for index, report in run.read_epoch(epoch):
-            if report is None:
-                continue
-            keep_going = True if on_epoch is None else on_epoch(index, report)
-            if keep_going is False:
-                run.outcomes[index] = StackOutcome(stopped_at_epoch=epoch + 1)
-        for index in () if on_epoch_end is None else on_epoch_end():
-            if index in run.live and index not in run.outcomes:
-                run.outcomes[index] = StackOutcome(stopped_at_epoch=epoch + 1)
-        run.drop_finished()
-        if not run.live:
-            break
-    return run.finish()
+    groups = trial_groups(configs, workers)
+    runs = [
+        _StackRun(data, [configs[i] for i in group], max_rows=max_rows, stack_size=len(configs))
+        for group in groups
+    ]
+    # Trial index -> (its run, its index there).
+    where = {
+        index: (run, local) for run, group in zip(runs, groups) for local, index in enumerate(group)
+    }
+    with _epoch_pool(len(runs)) as pool:
+        for epoch in range(runs[0].epochs):
+            live_runs = [run for run in runs if run.live]
+            pool(_StackRun.train_epoch, live_runs, epoch)
+            n_live = sum(len(run.live) for run in live_runs)
+            for run, group in zip(runs, groups):
+                if not run.live:
+                    continue
+                if epoch == 0 and run.epochs > 1:
+                    run.keep_early_params()
+                for local, report in run.read_epoch(epoch, stack_size=n_live):
+                    if report is None:
+                        continue
+                    keep_going = True if on_epoch is None else on_epoch(group[local], report)
+                    if keep_going is False:
+                        run.outcomes[local] = StackOutcome(stopped_at_epoch=epoch + 1)
+            for index in () if on_epoch_end is None else on_epoch_end():
+                run, local = where.get(index, (None, None))
+                if run is not None and local in run.live and local not in run.outcomes:
+                    run.outcomes[local] = StackOutcome(stopped_at_epoch=epoch + 1)
+            for run in live_runs:
+                run.drop_finished()
+            if not any(run.live for run in runs):
+                break
+    outcomes: dict[int, StackOutcome] = {}
+    for run, group in zip(runs, groups):
+        outcomes.update(zip(group, run.finish()))
+    return [outcomes[index] for index in range(len(configs))]
+
+
+def trial_groups(configs: Sequence[TrainConfig], workers: int) -> list[list[int]]:
+    """The trials (indices into ``configs``) each of ``workers`` threads trains: the stack's own
+    order (trials grouped by optimizer kind) cut into contiguous, near-equal parts, so the
+    callbacks see the trials in the order one run would report them. At most one part per
+    trial."""
+    order = sorted(range(len(configs)), key=lambda i: configs[i].optimizer.name)
+    parts = max(1, min(workers, len(order)))
+    bounds = [round(k * len(order) / parts) for k in range(parts + 1)]
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@contextlib.contextmanager
+def _epoch_pool(n_runs: int) -> Iterator[Callable[..., None]]:
+    """``pool(work, runs, *args)`` calls ``work(run, *args)`` for every run and returns when all
+    are done: in this thread for one run, else one thread per run (torch's ops release the GIL,
+    so the threads compute at once). An exception in any run propagates."""
+    if n_runs == 1:
+
+        def run_here(work: Callable[..., None], runs: list, *args: object) -> None:
+            for run in runs:
+                work(run, *args)
+
+        yield run_here
+        return
+    with ThreadPoolExecutor(max_workers=n_runs, thread_name_prefix="stack") as executor:
+
+        def run_all(work: Callable[..., None], runs: list, *args: object) -> None:
+            for future in [executor.submit(work, run, *args) for run in runs]:
+                future.result()
+
+        yield run_all
 
 
 class _StackRun:
     """State of one stack while it trains: parameters, optimizers, curves, who is still live."""
 
-    def __init__(self, data: FoldData, configs: list[TrainConfig], *, max_rows: int | None) -> None:
+    def __init__(
+        self,
+        data: FoldData,
+        configs: list[TrainConfig],
+        *,
+        max_rows: int | None,
+        stack_size: int | None = None,
+    ) -> None:
         self.data, self.configs = data, configs
         first = configs[0]
         device, n_folds = data.device, data.n_folds
@@ -172,11 +242,13 @@ class _StackRun:
         self.model = StackedMLP(data.n_features, data.n_outputs, first.model)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        self.stack_size = len(configs)
+        self.stack_size = len(configs) if stack_size is None else stack_size  # the whole stack's
         self.max_chunks = 1
         self.max_rows = max_step_rows(self.model, device)
         if max_rows is not None:
             self.max_rows = max(1, min(self.max_rows, max_rows))
+        # On the CPU, the eager step also goes in cache-sized pieces (trainers.memory).
+        self.piece_rows = host_piece_rows(self.model) if device.type == "cpu" else None
         # Trials sorted by optimizer kind, so each kind owns a contiguous block of rows.
         self.live = sorted(range(len(configs)), key=lambda i: configs[i].optimizer.name)
         initial = self.model.init_flat(n_folds, seed=first.seed, device=device)
@@ -223,6 +295,8 @@ class _StackRun:
         chunk = self.chunk_size(n_live)
         self.max_chunks = max(self.max_chunks, math.ceil(self.batch_size / chunk))
         compiled = self._compiled_step() if chunk == self.batch_size else None
+        if compiled is None:
+            chunk = self.piece_size(chunk, n_live)
         all_active = torch.ones(rows.shape[0], 1, dtype=torch.bool, device=data.device)
         for step in range(self.n_steps):
             start = step * self.batch_size
@@ -251,7 +325,8 @@ class _StackRun:
                 chunk_loss, chunk_grad = self._loss_and_grad(
                     rows, weight_scale, chunk_start, min(chunk_start + chunk, stop), dropout
                 )
-                fold_loss, grad = fold_loss + chunk_loss, grad + chunk_grad
+                fold_loss.add_(chunk_loss)
+                grad.add_(chunk_grad)
             step_active = active[step] if step >= self.first_ragged_step else None
             # A row whose loss went non-finite stops updating at once (no NaN spreads through
             # its optimizer state, no inf or NaN arithmetic for the rest of the epoch); its
@@ -280,6 +355,15 @@ class _StackRun:
         """Samples per model a step computes at once: the batch, or less when memory is short."""
         return max(1, min(self.batch_size, self.max_rows // (n_live * self.n_folds)))
 
+    def piece_size(self, chunk: int, n_live: int) -> int:
+        """``chunk`` cut to :attr:`piece_rows`, into equal pieces: a batch of 256 that takes
+        two pieces goes as 128 + 128, not as 200 + 56."""
+        if self.piece_rows is None:
+            return chunk
+        rows = n_live * self.n_folds
+        pieces = math.ceil(chunk * rows / self.piece_rows)
+        return math.ceil(chunk / pieces)
+
     def _loss_and_grad(
         self,
         rows: Tensor,
@@ -300,11 +384,13 @@ class _StackRun:
             compute_dtype=self.compute_dtype,
         )
 
-    def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
-        """The epoch's one host sync; returns a report per live trial (None if it diverged)."""
-        val_loss, val_metric = _evaluate(
-            self.model, self.flat, self.data, len(self.live), self.max_rows
-        )
+    def read_epoch(
+        self, epoch: int, *, stack_size: int | None = None
+    ) -> list[tuple[int, EpochReport | None]]:
+        """The epoch's one host sync; returns a report per live trial (None if it diverged).
+        ``stack_size``: the live trials of the whole stack, when this run is a part of it."""
+        max_rows = self.max_rows if self.piece_rows is None else min(self.max_rows, self.piece_rows)
+        val_loss, val_metric = _evaluate(self.model, self.flat, self.data, len(self.live), max_rows)
         fold_steps = self.fold_steps.repeat(len(self.live))
         train = (
             (self._train_loss_sum / fold_steps).cpu().numpy().reshape(len(self.live), self.n_folds)
@@ -339,7 +425,7 @@ class _StackRun:
                         val_metric=metric[position],
                         epoch_seconds=seconds,
                         lr=self.configs[index].optimizer.lr * lr_scale,
-                        stack_size=len(self.live),
+                        stack_size=len(self.live) if stack_size is None else stack_size,
                     ),
                 )
             )

@@ -7,7 +7,8 @@ multiply-add): each layer's forward, the weight gradient, the input gradient of 
 the first, and the validation forward after each epoch; the optimizer, activations and loss are
 not counted. The peak is ``torch.bmm`` timed alone on each stack's first-layer shape
 (rows x batch x 50 @ rows x 50 x 256), with every thread of the process; the best of those is
-the machine's figure. ``--quick`` runs a small version in seconds.
+the machine's figure; a line per batch size follows (each stack trains the same samples, so
+each holds a quarter of the FLOPs). ``--quick`` runs a small version in seconds.
 
     .venv/bin/python -m trainers.flops_bench [--quick]
 """
@@ -72,8 +73,15 @@ def main(argv: list[str] | None = None) -> None:
     problem = make_problem(dataset, folds, device=torch.device("cpu"))
     configs = grid.configs()
     train_grid(problem, [dataclasses.replace(configs[0], epochs=1)])  # warm-up
-    seconds = train_grid(problem, configs)
     flops = training_flops(grid, problem.train_sizes, problem.data.val_sizes)
+    per_batch = []  # (batch size, seconds, FLOPs, how it ran) per stack, one stack each
+    for batch_size in grid.batch_sizes:
+        stack = [config for config in configs if config.batch_size == batch_size]
+        workers = problem.stack_workers(stack)
+        how = f"{workers} sub-stacks" if workers > 1 else f"{problem.stack_threads(stack)} thr"
+        share = flops * len(stack) // len(configs)  # every stack trains as many samples
+        per_batch.append((batch_size, train_grid(problem, stack), share, how))
+    seconds = sum(stack_seconds for _, stack_seconds, _, _ in per_batch)
     rows = 4 * grid.n_folds  # four trials (2 LRs x 2 optimizers) per batch size
     full = max(problem.train_sizes)
     shapes = [(rows, b or full, grid.n_features, grid.hidden[0]) for b in grid.batch_sizes]
@@ -87,6 +95,12 @@ def main(argv: list[str] | None = None) -> None:
         f"torch.bmm peak on the same shapes ({thread_ceiling()} threads) {peak / 1e9:.1f} "
         f"GFLOP/s: {100 * achieved / peak:.0f}% of peak (floor {flops / peak:.2f} s)"
     )
+    for batch_size, stack_seconds, stack_flops, how in per_batch:
+        rate = stack_flops / stack_seconds
+        print(
+            f"  batch {batch_size or 'full':>5} ({how}): {stack_seconds:6.2f} s, "
+            f"{rate / 1e9:6.1f} GFLOP/s, {100 * rate / peak:3.0f}% of peak"
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from trainers.stacked_linear import input_grad, linear_forward, weight_grad
 from trainers.stacked_mlp import StackedMLP
 
 MANUAL_ACTIVATIONS = ("relu", "tanh")
@@ -65,9 +66,10 @@ def loss_and_grad(
     for index, layer in enumerate(model.layers):
         weight, bias = model.layer_views(params, layer)
         layer_inputs.append(hidden)
-        hidden = torch.baddbmm(bias, hidden, weight)
+        hidden = linear_forward(hidden, weight, bias)
         if index < n_layers - 1:
-            hidden = torch.relu(hidden) if model.config.activation == "relu" else torch.tanh(hidden)
+            # In place: the backward needs only the activation's output, not its input.
+            hidden = hidden.relu_() if model.config.activation == "relu" else hidden.tanh_()
             activations.append(hidden)
             draw = model.dropout_draw(index, hidden, dropout_generator, dropout_draws)
             if draw is not None:
@@ -85,19 +87,19 @@ def loss_and_grad(
     for index in range(n_layers - 1, -1, -1):
         layer = model.layers[index]
         grads.append(grad.sum(dim=1))  # bias
-        grads.append(torch.bmm(layer_inputs[index].transpose(1, 2), grad).flatten(1))  # weight
+        grads.append(weight_grad(layer_inputs[index], grad))
         if index == 0:
             break
         weight, _ = model.layer_views(params, layer)
-        grad = torch.bmm(grad, weight.transpose(1, 2))
+        grad = input_grad(grad, weight)  # a new tensor: the steps below work in place
         if dropout_masks[index - 1] is not None:
-            grad = grad * dropout_masks[index - 1]
-        # The fused kernels autograd itself uses for these activations.
+            grad.mul_(dropout_masks[index - 1])
+        # The fused kernels autograd itself uses for these activations, written in place.
         activation = activations[index - 1]
         if model.config.activation == "relu":
-            grad = torch.ops.aten.threshold_backward(grad, activation, 0)
+            torch.ops.aten.threshold_backward.grad_input(grad, activation, 0, grad_input=grad)
         else:
-            grad = torch.ops.aten.tanh_backward(grad, activation)
+            torch.ops.aten.tanh_backward.grad_input(grad, activation, grad_input=grad)
     grad = torch.cat(grads[::-1], dim=1)
     return loss, grad.to(flat.dtype) if low else grad
 

@@ -35,7 +35,7 @@ from trainers.module_engine import (
 )
 from trainers.module_engine import stack_key as module_stack_key
 from trainers.stacked_mlp import MLPConfig, build_mlp
-from trainers.threads import auto_threads, intra_op_threads, step_macs
+from trainers.threads import auto_threads, auto_workers, intra_op_threads, step_macs
 from trainers.train_config import EpochReport, TrainConfig
 
 DEFAULT_LOSS = {"regression": "mse", "classification": "cross_entropy"}
@@ -90,8 +90,27 @@ class TrainingProblem:
         """One stack's outcomes, in order (:class:`~trainers.module_engine.ModuleOutcome` from
         the generic engine, saying which engine ran and why); torch's intra-op threads set for
         the stack's size (:func:`stack_threads`)."""
-        with intra_op_threads(self.stack_threads(configs)):
-            return self._train(configs, on_epoch, on_epoch_end, max_rows)
+        workers = self.stack_workers(configs)
+        with intra_op_threads(1 if workers > 1 else self.stack_threads(configs)):
+            return self._train(configs, on_epoch, on_epoch_end, max_rows, workers)
+
+    def stack_workers(self, configs: Sequence[TrainConfig]) -> int:
+        """Sub-stack threads for the built-in MLP's stack on the CPU, each with one intra-op
+        thread (:func:`~trainers.threads.auto_workers`); 1 (no split) when ``threads`` is set,
+        on other devices, with dropout (whose draws follow the stack's shape) or a compiled
+        step."""
+        first = configs[0]
+        if (
+            self.threads is not None
+            or not self.fast
+            or self.data.device.type != "cpu"
+            or first.model.dropout > 0
+            or first.capture == "compile"
+        ):
+            return 1
+        rows = len(configs) * self.n_folds
+        macs = rows * self.resolved_batch_size(first) * self.sample_macs(first)
+        return auto_workers(macs, len(configs))
 
     def stack_threads(self, configs: Sequence[TrainConfig]) -> int:
         """``threads`` if set, else one thread per :data:`~trainers.threads.STEP_MACS_PER_THREAD`
@@ -129,10 +148,16 @@ class TrainingProblem:
         on_epoch: Callback | None,
         on_epoch_end: Callable[[], Iterable[int]] | None,
         max_rows: int | None,
+        workers: int = 1,
     ) -> list[StackOutcome]:
         if self.fast:
             return train_stack(
-                self.data, configs, on_epoch=on_epoch, on_epoch_end=on_epoch_end, max_rows=max_rows
+                self.data,
+                configs,
+                on_epoch=on_epoch,
+                on_epoch_end=on_epoch_end,
+                max_rows=max_rows,
+                workers=workers,
             )
         # The generic engine builds the model with the factory: the MLP setting is not its input.
         configs = [dataclasses.replace(config, model=MLPConfig()) for config in configs]

@@ -1,7 +1,8 @@
 """A stack of identically shaped MLPs whose parameters live in one ``(n_models, n_params)`` tensor.
 
 One flat tensor means one gradient tensor and one optimizer update per step for the whole stack,
-whatever the depth. Each linear layer is a batched matmul over the stack (``torch.baddbmm``).
+whatever the depth. Each linear layer is a batched matmul over the stack
+(:func:`trainers.stacked_linear.linear_forward`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from trainers import vocabulary
+from trainers.stacked_linear import linear_forward
 
 # Keyed by trainers.vocabulary.ACTIVATIONS, in its order; the assert keeps the two in step.
 ACTIVATIONS = {
@@ -129,7 +131,7 @@ class StackedMLP:
         hidden = inputs
         for index, layer in enumerate(self.layers):
             weight, bias = self.layer_views(flat, layer)
-            hidden = torch.baddbmm(bias, hidden, weight)
+            hidden = linear_forward(hidden, weight, bias)
             if index < len(self.layers) - 1:
                 hidden = self._activation(hidden)
                 draw = self.dropout_draw(index, hidden, dropout_generator, dropout_draws)

@@ -96,3 +96,17 @@ def test_mixed_optimizer_kinds_are_rejected() -> None:
 def test_bad_optimizer_config_is_rejected(kwargs) -> None:
     with pytest.raises(ValueError):
         OptimizerConfig(**kwargs)
+
+
+def test_dead_rows_get_zero_gradients_and_live_ones_theirs() -> None:
+    from trainers.stacked_optim import _zero_dead_rows
+
+    grad = torch.tensor([[1.0, float("nan")], [float("inf"), 2.0], [3.0, 4.0]])
+    alive = torch.tensor([[True], [False], [True]])
+    torch.testing.assert_close(
+        _zero_dead_rows(grad, alive),
+        torch.tensor([[1.0, float("nan")], [0.0, 0.0], [3.0, 4.0]]),
+        equal_nan=True,
+    )
+    every = torch.ones(3, 1, dtype=torch.bool)
+    assert _zero_dead_rows(grad, every) is grad  # nothing to mask: no pass over the gradient
