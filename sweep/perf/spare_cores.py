@@ -9,15 +9,19 @@ sweep forks it only when two cores are free: one for itself and one for the trac
 
 "Free" is read at the moment of the decision, from the kernel's count of runnable tasks
 (``/proc/loadavg``), not from the load average, which trails the last minute (a sweep that just
-ended would count as busy).
+ended would count as busy): the least of a few readings over 8 ms, so a task that runs for a
+moment (a kernel thread, a shell) does not count, and a busy process, runnable at every reading,
+does.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 LOADAVG = Path("/proc/loadavg")
+READINGS, READING_GAP_SECONDS = 5, 0.002
 
 
 def runnable_others(loadavg_text: str) -> int:
@@ -42,10 +46,19 @@ def spare_cores() -> float:
     except AttributeError:  # not Linux
         usable = os.cpu_count() or 1
     try:
-        busy: float = runnable_others(LOADAVG.read_text())
+        busy: float = min(_runnable_readings())
     except (OSError, IndexError, ValueError):
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return usable - busy
+
+
+def _runnable_readings() -> list[int]:
+    readings = []
+    for reading in range(READINGS):
+        if reading:
+            time.sleep(READING_GAP_SECONDS)
+        readings.append(runnable_others(LOADAVG.read_text()))
+    return readings
 
 
 def worth_a_second_process(cores: float | None = None) -> bool:

@@ -47,11 +47,14 @@ def write_report_files(folder: Path, report: StudyReport, *, figures: bool = Tru
     return [CSV_FILE, *dicts, *drawn]
 
 
-def write_figures(folder: Path, report: StudyReport) -> list[str]:
-    """The report's figures as PNG files in ``folder``; returns their names."""
+def write_figures(folder: Path, report: StudyReport, *, part: int | None = None) -> list[str]:
+    """The report's figures (``part``: see :func:`~sweep.report.figures.report_figures`) as PNG
+    files in ``folder``; returns their names."""
     from sweep.report.figures import close_all, report_figures  # matplotlib: only to draw
 
-    figures = report_figures(report.snapshot, report.rows, report.choice, report.importances)
+    figures = report_figures(
+        report.snapshot, report.rows, report.choice, report.importances, part=part
+    )
     try:
         for name, figure in figures.items():
             figure.savefig(folder / name, dpi=FIGURE_DPI)

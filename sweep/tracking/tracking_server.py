@@ -7,6 +7,8 @@ Imported only in the child, where it loads MLflow and matplotlib while the paren
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
@@ -51,6 +53,37 @@ def _preload() -> None:
     figure.add_subplot().set_title("warm-up")
     figure.savefig(io.BytesIO(), format="png")
     close_all({"warm-up": figure})
+
+
+def _draw_in_two_processes(folder: Path, report: StudyReport) -> list[str]:
+    """The report's figures into ``folder``, drawn by this process and a fork of it at once
+    (the sweep waits for them, and a core is free: the sweep's process only waits). The fork
+    draws :data:`~sweep.report.figures.FIRST_PART` and exits; if it fails, they are drawn here.
+
+    Forking a process that runs threads (the MLflow writer) is safe for what the fork does:
+    it draws with matplotlib, writes PNG files and ends with ``os._exit``, touching no lock
+    those threads hold (the interpreter re-creates its own and logging's at a fork)."""
+    from sweep.report.figures import FIRST_PART  # loaded by the warm-up by now
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        pid = os.fork()
+    except OSError:
+        return write_figures(folder, report)
+    if pid == 0:
+        code = 1
+        try:
+            write_figures(folder, report, part=0)
+            code = 0
+        finally:
+            os._exit(code)
+    names = write_figures(folder, report, part=1)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        logger.warning("the figure-drawing fork failed (status %d): drawing them here", status)
+        return write_figures(folder, report, part=0) + names
+    return [name for name in FIRST_PART if (folder / name).exists()] + names
 
 
 class TrackingServer:
@@ -145,7 +178,7 @@ class TrackingServer:
         """Draw the report's figures into ``folder`` (when given the report), then log the
         folder; returns the figures' file names."""
         self._preload.join()  # pyplot is not thread-safe: its warm-up ends before any drawing
-        names = write_figures(Path(folder), report) if report is not None else []
+        names = _draw_in_two_processes(Path(folder), report) if report is not None else []
         self._sink().log_report(metrics=metrics, params=params, tags=tags, folder=Path(folder))
         return names
 
