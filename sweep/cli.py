@@ -107,26 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     _storage_flag(best)
 
-    report = commands.add_parser(
+    report = _stored_study_command(
+        commands,
+        common,
         "report",
-        parents=[common],
-        help="print a study's batch-size report, write its figures, log it to MLflow",
+        "print a study's batch-size report, write its figures, log it to MLflow",
     )
-    report.add_argument("--study", required=True, help="study name")
-    _storage_flag(report)
-    _tracking_flag(report)
     report.add_argument(
         "-o", "--output", type=Path, help="folder for the files (default: mlruns/reports/STUDY)"
     )
 
-    refit = commands.add_parser(
+    refit = _stored_study_command(
+        commands,
+        common,
         "refit",
-        parents=[common],
-        help="train a study's recommended config on all the data; save and log the model",
+        "train a study's recommended config on all the data; save and log the model",
     )
-    refit.add_argument("--study", required=True, help="study name")
-    _storage_flag(refit)
-    _tracking_flag(refit)
     refit.add_argument(
         "-o",
         "--output",
@@ -192,6 +188,21 @@ def _storage_flag(parser: argparse.ArgumentParser) -> None:
         help="Optuna storage URL (default: $SWEEP_STORAGE, $OPTUNA_STORAGE or "
         "sqlite:///mlruns/optuna.db)",
     )
+
+
+def _stored_study_command(
+    commands: argparse._SubParsersAction,
+    common: argparse.ArgumentParser,
+    name: str,
+    help_text: str,
+) -> argparse.ArgumentParser:
+    """A sub-command that reads a stored study: its ``--study``, ``--storage`` and
+    ``--tracking-uri``."""
+    parser = commands.add_parser(name, parents=[common], help=help_text)
+    parser.add_argument("--study", required=True, help="study name")
+    _storage_flag(parser)
+    _tracking_flag(parser)
+    return parser
 
 
 def _tracking_flag(parser: argparse.ArgumentParser) -> None:

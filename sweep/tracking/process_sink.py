@@ -34,7 +34,7 @@ class ProcessSink:
         dataset: DatasetFacts | None,
         space_file: str | Path | None,
     ) -> None:
-        self.process, self.tracking_uri = process, tracking_uri
+        self.process = process
         self.experiment_id: str = process.call(
             "open",
             tracking_uri,
@@ -49,10 +49,6 @@ class ProcessSink:
             "open_study", existing_run_id=existing_run_id, tags=dict(tags)
         )
         return self.parent_run_id
-
-    def attach_study(self, parent_run_id: str) -> None:
-        self.process.send("attach_study", parent_run_id)
-        self.parent_run_id = parent_run_id
 
     def log_study_params(self, params: Mapping[str, Any]) -> None:
         self.process.send("log_study_params", dict(params))

@@ -146,9 +146,6 @@ class TrackingServer:
     def do_open_study(self, *, existing_run_id: str | None, tags: Mapping[str, Any]) -> str:
         return self._sink().open_study(existing_run_id=existing_run_id, tags=tags)
 
-    def do_attach_study(self, parent_run_id: str) -> None:
-        self._sink().attach_study(parent_run_id)
-
     def do_log_study_params(self, params: Mapping[str, Any]) -> None:
         self._sink().log_study_params(params)
 
