@@ -22,6 +22,7 @@ from torch import Tensor
 from trainers.fold_data import epoch_orders
 from trainers.losses import Loss, Metric
 from trainers.module_engine._data import ModuleFoldData
+from trainers.module_engine._program import StackedProgram
 from trainers.module_engine._run import RunBase
 from trainers.module_engine._stack import ModuleStack
 from trainers.stacked_optim import (
@@ -64,9 +65,11 @@ class StackedRun(RunBase):
         metric: Metric,
         reason: str,
         max_eval_rows: int,
+        program: StackedProgram | None = None,
     ) -> None:
         super().__init__(data, configs, metric, reason)
         self.stack, self.loss, self.max_eval_rows = stack, loss, max_eval_rows
+        self.program = program
         n_live = len(self.live)
         flat, state = initial
         self.flat = flat.repeat(n_live, 1)
@@ -122,8 +125,12 @@ class StackedRun(RunBase):
         self, fold_rows: Tensor, flat: Tensor, state: Mapping[str, Tensor]
     ) -> tuple[Tensor, Tensor]:
         """Loss and gradient of rows training on ``fold_rows`` ``(n_group_folds, count)``."""
-        inputs = _repeat_rows(self.data.inputs[fold_rows], len(self.live))
         targets = _repeat_rows(self.data.targets[fold_rows], len(self.live))
+        if self.program is not None:
+            views = self.stack.views(flat)
+            fold_inputs = self.data.inputs[fold_rows]
+            return self.program.loss_and_grad(views, fold_inputs, targets, self.loss)
+        inputs = _repeat_rows(self.data.inputs[fold_rows], len(self.live))
         return self.stack.loss_and_grad(flat, state, inputs, targets, self.loss)
 
     def _update(self, loss: Tensor, grad: Tensor, active: Tensor | None) -> None:
@@ -138,12 +145,7 @@ class StackedRun(RunBase):
         data, n_live = self.data, len(self.live)
         chunk = max(1, self.max_eval_rows // self.flat.shape[0])
         outputs = [
-            self.stack.forward(
-                self.flat,
-                self.state,
-                _repeat_rows(data.val_inputs[:, start : start + chunk], n_live),
-                train=False,
-            )
+            self._forward(data.val_inputs[:, start : start + chunk])
             for start in range(0, data.val_inputs.shape[1], chunk)
         ]
         predictions = torch.cat(outputs, dim=1)
@@ -152,6 +154,13 @@ class StackedRun(RunBase):
         per_sample = self.loss.stacked(predictions, targets)
         val_loss = (per_sample * mask).sum(dim=1) / mask.sum(dim=1)
         return val_loss, self.metric.stacked(predictions, targets, mask)
+
+    def _forward(self, fold_inputs: Tensor) -> Tensor:
+        """Evaluation outputs of every row on its fold's ``fold_inputs`` ``(n_folds, rows, ...)``."""
+        if self.program is not None:
+            return self.program.forward(self.stack.views(self.flat), fold_inputs)
+        inputs = _repeat_rows(fold_inputs, len(self.live))
+        return self.stack.forward(self.flat, self.state, inputs, train=False)
 
     def drop_finished(self) -> None:
         """Trials that stopped leave the stack, so later epochs spend nothing on them."""

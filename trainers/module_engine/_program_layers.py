@@ -1,0 +1,277 @@
+"""The layers a :class:`~trainers.module_engine._program.StackedProgram` runs: each one's stacked
+forward and its hand-written backward, on every model of the stack at once, without vmap.
+
+Models are rows ``m = position * n_folds + fold``. Two kinds of activation flow between layers:
+
+- *shared*: ``(n_folds, batch, *features)``, the same for every position of a fold. The data is
+  shared until the first layer with parameters; that layer reads it once per fold.
+- *per model*: ``(n_models, batch, *features)``, any strides.
+
+A layer's ``forward(x, params, train)`` returns its output and what its backward needs;
+``backward(grad, saved, params, grads)`` adds its parameters' gradients, ``(n_models, *shape)``,
+to ``grads`` and returns the input's gradient (None for a layer reading shared data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+_CL = torch.channels_last
+
+
+def fold_weights(weight: Tensor, n_folds: int) -> Tensor:
+    """Per-model ``(n_models, out, in)`` weights as one ``(n_folds, in, positions * out)``
+    matrix per fold: the right operand of a batched matmul over the folds."""
+    n_models, n_out, n_in = weight.shape
+    positions = n_models // n_folds
+    return weight.view(positions, n_folds, n_out, n_in).permute(1, 3, 0, 2).reshape(
+        n_folds, n_in, positions * n_out
+    )
+
+
+def fold_bias(bias: Tensor, n_folds: int) -> Tensor:
+    """Per-model ``(n_models, out)`` biases as ``(n_folds, 1, positions * out)``."""
+    n_models, n_out = bias.shape
+    positions = n_models // n_folds
+    return bias.view(positions, n_folds, n_out).transpose(0, 1).reshape(n_folds, 1, -1)
+
+
+def per_model(y: Tensor, n_out: int) -> Tensor:
+    """A fold-batched ``(n_folds, *rows, positions * n_out)`` result as per-model
+    ``(n_models, *rows, n_out)``, contiguous (one copy)."""
+    n_folds, rows = y.shape[0], y.shape[1:-1]
+    positions = y.shape[-1] // n_out
+    y = y.view(n_folds, *rows, positions, n_out)
+    y = y.movedim(-2, 0)  # (positions, n_folds, *rows, n_out)
+    return y.reshape(positions * n_folds, *rows, n_out)
+
+
+def per_fold(grad: Tensor, n_folds: int) -> Tensor:
+    """The inverse of :func:`per_model`: ``(n_models, *rows, n_out)`` as
+    ``(n_folds, *rows, positions * n_out)``, contiguous."""
+    n_models, rows, n_out = grad.shape[0], grad.shape[1:-1], grad.shape[-1]
+    positions = n_models // n_folds
+    grad = grad.view(positions, n_folds, *rows, n_out).movedim(0, -2)
+    return grad.reshape(n_folds, *rows, positions * n_out)
+
+
+def unfold_weights_grad(grad: Tensor, n_folds: int, n_out: int) -> Tensor:
+    """``(n_folds, in, positions * out)`` weight gradients as per-model ``(n_models, out, in)``."""
+    n_in = grad.shape[1]
+    positions = grad.shape[2] // n_out
+    return grad.view(n_folds, n_in, positions, n_out).permute(2, 0, 3, 1).reshape(-1, n_out, n_in)
+
+
+class FoldLinear:
+    """``nn.Linear`` as the first layer with parameters: one batched matmul per fold over the
+    fold's shared inputs, the positions' weights side by side."""
+
+    shared_input = True
+
+    def __init__(self, prefix: str, module: nn.Linear) -> None:
+        self.weight, self.bias = prefix + "weight", prefix + "bias" if module.bias is not None else None
+        self.n_out = module.out_features
+
+    def forward(self, x: Tensor, params: dict[str, Tensor], train: bool) -> tuple[Tensor, Any]:
+        n_folds = x.shape[0]
+        rows = x.reshape(n_folds, -1, x.shape[-1])
+        weights = fold_weights(params[self.weight], n_folds)
+        if self.bias is None:
+            y = torch.bmm(rows, weights)
+        else:
+            y = torch.baddbmm(fold_bias(params[self.bias], n_folds), rows, weights)
+        return per_model(y.view(*x.shape[:-1], -1), self.n_out), rows
+
+    def backward(self, grad: Tensor, rows: Tensor, params: dict, grads: dict) -> None:
+        n_folds = rows.shape[0]
+        g = per_fold(grad, n_folds).view(n_folds, rows.shape[1], -1)
+        grads[self.weight] = unfold_weights_grad(torch.bmm(rows.transpose(1, 2), g), n_folds, self.n_out)
+        if self.bias is not None:
+            grads[self.bias] = grad.reshape(grad.shape[0], -1, self.n_out).sum(dim=1)
+        return None
+
+
+class Linear:
+    """``nn.Linear`` per model: ``baddbmm`` forward, two ``bmm`` backward."""
+
+    shared_input = False
+
+    def __init__(self, prefix: str, module: nn.Linear) -> None:
+        self.weight, self.bias = prefix + "weight", prefix + "bias" if module.bias is not None else None
+
+    def forward(self, x: Tensor, params: dict[str, Tensor], train: bool) -> tuple[Tensor, Any]:
+        rows = x.reshape(x.shape[0], -1, x.shape[-1])
+        weight = params[self.weight].transpose(1, 2)
+        if self.bias is None:
+            y = torch.bmm(rows, weight)
+        else:
+            y = torch.baddbmm(params[self.bias].unsqueeze(1), rows, weight)
+        return y.view(*x.shape[:-1], -1), (rows, x.shape)
+
+    def backward(self, grad: Tensor, saved: Any, params: dict, grads: dict) -> Tensor | None:
+        rows, shape = saved
+        g = grad.reshape(grad.shape[0], -1, grad.shape[-1])
+        grads[self.weight] = torch.bmm(g.transpose(1, 2), rows)
+        if self.bias is not None:
+            grads[self.bias] = g.sum(dim=1)
+        return torch.bmm(g, params[self.weight]).view(shape)
+
+
+class Elementwise:
+    """A parameter-free elementwise activation, with its ATen backward."""
+
+    shared_input = False
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def forward(self, x: Tensor, params: dict, train: bool) -> tuple[Tensor, Any]:
+        module = self.module
+        if isinstance(module, nn.ReLU):
+            y = x.relu()
+        elif isinstance(module, nn.Tanh):
+            y = x.tanh()
+        elif isinstance(module, nn.Sigmoid):
+            y = x.sigmoid()
+        else:
+            return functional.gelu(x, approximate=module.approximate), x
+        return y, y
+
+    def backward(self, grad: Tensor, saved: Tensor, params: dict, grads: dict) -> Tensor:
+        module = self.module
+        if isinstance(module, nn.ReLU):
+            return torch.ops.aten.threshold_backward(grad, saved, 0.0)
+        if isinstance(module, nn.Tanh):
+            return torch.ops.aten.tanh_backward(grad, saved)
+        if isinstance(module, nn.Sigmoid):
+            return torch.ops.aten.sigmoid_backward(grad, saved)
+        return torch.ops.aten.gelu_backward(grad, saved, approximate=module.approximate)
+
+
+class Flatten:
+    """``nn.Flatten()``: each sample's features into one dimension."""
+
+    shared_input = False
+
+    def forward(self, x: Tensor, params: dict, train: bool) -> tuple[Tensor, Any]:
+        return x.reshape(x.shape[0], x.shape[1], -1), x.shape
+
+    def backward(self, grad: Tensor, shape: torch.Size, params: dict, grads: dict) -> Tensor:
+        return grad.reshape(shape)
+
+
+class FoldConvBlock:
+    """``nn.Conv2d`` as the first layer with parameters, optionally followed by ``nn.ReLU`` and
+    ``nn.MaxPool2d``: one batched matmul per fold over the fold's shared patches (im2col), the
+    positions' filters side by side, so the result is each fold's batch in channels-last memory
+    with every position's channels: ``max_pool2d`` then runs on it as it is.
+
+    The bias and the ReLU are applied after pooling: adding a per-channel constant and a
+    monotonic ReLU both commute with a window's maximum, the window's first maximal element is
+    the same either way, and ReLU's mask read on the pooled output is the gradient's mask.
+    """
+
+    shared_input = True
+
+    def __init__(
+        self,
+        prefix: str,
+        conv: nn.Conv2d,
+        relu: bool,
+        pool: nn.MaxPool2d | None,
+        sample_shape: tuple[int, ...],
+    ) -> None:
+        self.weight = prefix + "weight"
+        self.bias = prefix + "bias" if conv.bias is not None else None
+        self.n_out, self.relu = conv.out_channels, relu
+        self.kernel, self.stride = conv.kernel_size, conv.stride
+        self.padding, self.dilation = conv.padding, conv.dilation
+        _, height, width = sample_shape
+        self.conv_hw = tuple(
+            (size + 2 * pad - dil * (k - 1) - 1) // step + 1
+            for size, pad, dil, k, step in zip(
+                (height, width), self.padding, self.dilation, self.kernel, self.stride
+            )
+        )
+        self.pool = None
+        if pool is not None:
+            self.pool = (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
+
+    def patches(self, x: Tensor) -> Tensor:
+        """``(..., out_h * out_w, in * kh * kw)`` patches of images ``(..., in, h, w)``, in the
+        order ``nn.Conv2d``'s weight flattens to."""
+        lead = x.shape[:-3]
+        x = x.reshape(-1, *x.shape[-3:])
+        ph, pw = self.padding
+        x = functional.pad(x, (pw, pw, ph, ph))
+        sn, sc, sh, sw = x.stride()
+        windows = x.as_strided(
+            (x.shape[0], *self.conv_hw, x.shape[1], *self.kernel),
+            (sn, sh * self.stride[0], sw * self.stride[1], sc, sh * self.dilation[0],
+             sw * self.dilation[1]),
+        )
+        return windows.reshape(*lead, self.conv_hw[0] * self.conv_hw[1], -1)
+
+    def forward(self, cols: Tensor, params: dict[str, Tensor], train: bool) -> tuple[Tensor, Any]:
+        """``cols``: each fold's patches ``(n_folds, batch, out_h * out_w, k)``."""
+        n_folds, batch, _, k = cols.shape
+        n_models = params[self.weight].shape[0]
+        weights = fold_weights(params[self.weight].reshape(n_models, self.n_out, k), n_folds)
+        y = torch.bmm(cols.view(n_folds, -1, k), weights)  # (n_folds, rows, models' channels)
+        channels = y.shape[-1]
+        images = y.view(n_folds * batch, *self.conv_hw, channels).permute(0, 3, 1, 2)  # NHWC
+        indices = None
+        if self.pool is None:
+            out = images
+        elif train:
+            out, indices = functional.max_pool2d_with_indices(images, *self.pool)
+        else:
+            out = functional.max_pool2d(images, *self.pool)
+        out_hw = out.shape[2:]
+        out = out.view(n_folds, batch, channels, *out_hw)
+        if self.bias is not None:
+            bias = fold_bias(params[self.bias], n_folds).view(n_folds, 1, channels, 1, 1)
+            out = out + bias
+        if self.relu:
+            out = out.relu_()
+        # (n_folds, batch, models' channels, h, w) -> (n_models, batch, out, h, w): one copy
+        positions = channels // self.n_out
+        result = out.view(n_folds, batch, positions, self.n_out, *out_hw).transpose(0, 2)
+        result = result.transpose(1, 2).reshape(n_models, batch, self.n_out, *out_hw)
+        return result, (cols, images, indices, out)
+
+    def backward(self, grad: Tensor, saved: Any, params: dict, grads: dict) -> None:
+        cols, images, indices, out = saved
+        n_folds, batch, _, k = cols.shape
+        n_models, channels = grad.shape[0], images.shape[1]
+        positions = n_models // n_folds
+        out_hw = grad.shape[3:]
+        g = grad.view(positions, n_folds, batch, self.n_out, *out_hw).permute(1, 2, 0, 3, 4, 5)
+        g = g.reshape(n_folds * batch, channels, *out_hw)  # NCHW; the backward works on views
+        if self.relu:
+            g = torch.ops.aten.threshold_backward(g, out.view(n_folds * batch, channels, *out_hw), 0.0)
+        if self.pool is not None:
+            kernel, stride, padding, dilation, ceil_mode = self.pool
+            g = g.contiguous(memory_format=_CL)
+            g = torch.ops.aten.max_pool2d_with_indices_backward(
+                g, images, _pair(kernel), _pair(stride), _pair(padding), _pair(dilation),
+                ceil_mode, indices,
+            )
+        # channels-last (n_folds * batch, channels, h, w) is (n_folds, rows, channels) memory
+        rows = g.permute(0, 2, 3, 1).reshape(n_folds, -1, channels)
+        weight_grad = torch.bmm(cols.view(n_folds, -1, k).transpose(1, 2), rows)
+        grads[self.weight] = unfold_weights_grad(weight_grad, n_folds, self.n_out).view(
+            n_models, *params[self.weight].shape[1:]
+        )
+        if self.bias is not None:
+            bias_grad = rows.sum(dim=1).view(n_folds, positions, self.n_out)
+            grads[self.bias] = bias_grad.transpose(0, 1).reshape(n_models, self.n_out)
+        return None
+
+
+def _pair(value: Any) -> list[int]:
+    return [value, value] if isinstance(value, int) else list(value)
