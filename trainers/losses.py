@@ -64,6 +64,15 @@ class Loss:
         """Loss of each sample of each model, ``(n_models, batch)``."""
         raise NotImplementedError
 
+    def mean_and_grad(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Each model's mean loss over its batch, ``(n_models,)``, and that loss's gradient
+        with respect to ``outputs`` (of each row's own mean: rows are independent)."""
+        leaf = outputs.detach().requires_grad_()
+        with torch.enable_grad():
+            row_loss = self.stacked(leaf, targets).mean(dim=1)
+            (grad,) = torch.autograd.grad(row_loss.sum(), leaf)
+        return row_loss.detach(), grad
+
 
 class MSELoss(Loss):
     """Squared error, averaged over a sample's output values."""
@@ -74,6 +83,13 @@ class MSELoss(Loss):
         flat_outputs, flat_targets = _per_sample_columns(outputs, targets)
         diff = flat_outputs - flat_targets
         return (diff * diff).mean(dim=-1)
+
+    def mean_and_grad(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        flat_outputs, flat_targets = _per_sample_columns(outputs, targets)
+        diff = flat_outputs - flat_targets
+        count = diff.shape[1] * diff.shape[2]
+        row_loss = (diff * diff).sum(dim=(1, 2)) / count
+        return row_loss, (diff * (2 / count)).view(outputs.shape)
 
 
 class HuberLoss(Loss):
@@ -103,6 +119,17 @@ class CrossEntropyLoss(Loss):
             outputs.flatten(0, 1), targets.flatten(0, 1).long(), reduction="none"
         )
         return losses.reshape(*outputs.shape[:2], -1).mean(dim=-1)
+
+    def mean_and_grad(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        if outputs.dim() != 3:  # extra dimensions: autograd
+            return super().mean_and_grad(outputs, targets)
+        batch = outputs.shape[1]
+        log_probs = torch.log_softmax(outputs, dim=-1)
+        index = targets.long().unsqueeze(-1)
+        row_loss = log_probs.gather(-1, index).sum(dim=(1, 2)) / -batch
+        grad = log_probs.exp_()
+        grad.scatter_add_(-1, index, grad.new_full(index.shape, -1.0))
+        return row_loss, grad.div_(batch)
 
 
 class BCEWithLogitsLoss(Loss):

@@ -34,6 +34,8 @@ from trainers.module_engine._program_layers import (
 )
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU)
+PATCH_TABLE_BYTES = 256 * 2**20  # every sample's first-layer patches, kept when they fit
+EVAL_CHUNK_BYTES = 2**20  # a first layer's output per evaluation chunk: it stays in cache
 
 
 class StackedProgram:
@@ -110,14 +112,36 @@ class StackedProgram:
             if name is not None
         ]
 
+    def prepared(self, inputs: Tensor, max_bytes: int = PATCH_TABLE_BYTES) -> Tensor:
+        """What a training step indexes by sample: ``inputs`` ``(n_rows, *sample_shape)``, or,
+        when the first layer is a convolution and they fit in ``max_bytes``, every sample's
+        patches, made once instead of at every step. Pass the rows of it as ``prepared``."""
+        first = self.layers[self._first()]
+        if not isinstance(first, FoldConvBlock):
+            return inputs
+        in_channels = inputs.shape[1]
+        per_sample = first.conv_hw[0] * first.conv_hw[1] * in_channels * first.kernel[0] * first.kernel[1]
+        if per_sample * inputs.shape[0] * inputs.element_size() > max_bytes:
+            return inputs
+        return first.patches(inputs)
+
+    def is_prepared(self, values: Tensor, sample_shape: Sequence[int]) -> bool:
+        """Whether :meth:`prepared` returned patches rather than the samples."""
+        return tuple(values.shape[1:]) != tuple(sample_shape)
+
+    def _first(self) -> int:
+        return next(
+            i for i, layer in enumerate(self.layers) if isinstance(layer, (FoldLinear, FoldConvBlock))
+        )
+
     def _run(
-        self, params: dict[str, Tensor], fold_inputs: Tensor, train: bool
+        self, params: dict[str, Tensor], fold_inputs: Tensor, train: bool, prepared: bool = False
     ) -> tuple[Tensor, list[Any], int]:
         """Outputs ``(n_models, batch, ...)``, each layer's saved values, and the index of the
         first layer with parameters (the backward stops there)."""
         x, saved, first = fold_inputs, [], None
         for index, layer in enumerate(self.layers):
-            if first is None and isinstance(layer, FoldConvBlock):
+            if first is None and isinstance(layer, FoldConvBlock) and not prepared:
                 x = layer.patches(x)
             if first is None and isinstance(layer, (FoldLinear, FoldConvBlock)):
                 first = index
@@ -128,9 +152,21 @@ class StackedProgram:
 
     def forward(self, views: dict[str, Tensor], fold_inputs: Tensor) -> Tensor:
         """Evaluation outputs ``(n_models, batch, ...)`` of each fold's inputs
-        ``(n_folds, batch, *sample_shape)``; rows are ``position * n_folds + fold``."""
+        ``(n_folds, batch, *sample_shape)``; rows are ``position * n_folds + fold``.
+
+        Runs in chunks of samples whose first-layer output fits in about a megabyte."""
+        n_models = next(iter(views.values())).shape[0]
+        first = self.layers[self._first()]
+        width = first.n_out * n_models
+        if isinstance(first, FoldConvBlock):
+            width *= first.conv_hw[0] * first.conv_hw[1]
+        chunk = max(1, EVAL_CHUNK_BYTES // (4 * width))
         with torch.no_grad():
-            return self._run(views, fold_inputs, train=False)[0]
+            outputs = [
+                self._run(views, fold_inputs[:, start : start + chunk], train=False)[0]
+                for start in range(0, fold_inputs.shape[1], chunk)
+            ]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
     def loss_and_grad(
         self,
@@ -138,22 +174,22 @@ class StackedProgram:
         fold_inputs: Tensor,
         targets: Tensor,
         loss: Loss,
+        *,
+        prepared: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Each row's mean loss ``(n_models,)`` and its gradient ``(n_models, n_params)`` in the
-        flat layout (``views``' order)."""
+        flat layout (``views``' order). ``fold_inputs``: ``(n_folds, batch, ...)`` samples, or
+        rows of :meth:`prepared` with ``prepared=True``."""
         with torch.no_grad():
-            outputs, saved, first = self._run(views, fold_inputs, train=True)
-        leaf = outputs.detach().requires_grad_()
-        with torch.enable_grad():
-            row_loss = loss.stacked(leaf, targets).mean(dim=1)
-            (grad,) = torch.autograd.grad(row_loss.sum(), leaf)
+            outputs, saved, first = self._run(views, fold_inputs, train=True, prepared=prepared)
+        row_loss, grad = loss.mean_and_grad(outputs, targets)
         grads: dict[str, Tensor] = {}
         with torch.no_grad():
             for index in range(len(self.layers) - 1, first - 1, -1):
                 grad = self.layers[index].backward(grad, saved[index], views, grads)
             n_models = outputs.shape[0]
             columns = [grads[name].reshape(n_models, -1) for name in views]
-            return row_loss.detach(), torch.cat(columns, dim=1)
+            return row_loss, torch.cat(columns, dim=1)
 
 
 def _conv_block(

@@ -250,13 +250,13 @@ class FoldConvBlock:
         n_models, channels = grad.shape[0], images.shape[1]
         positions = n_models // n_folds
         out_hw = grad.shape[3:]
-        g = grad.view(positions, n_folds, batch, self.n_out, *out_hw).permute(1, 2, 0, 3, 4, 5)
-        g = g.reshape(n_folds * batch, channels, *out_hw)  # NCHW; the backward works on views
+        # (n_models, batch, out, h, w) -> channels-last (n_folds * batch, models' channels, h, w)
+        g = grad.view(positions, n_folds, batch, self.n_out, *out_hw).permute(1, 2, 4, 5, 0, 3)
+        g = g.reshape(n_folds * batch, *out_hw, channels).permute(0, 3, 1, 2)
         if self.relu:
             g = torch.ops.aten.threshold_backward(g, out.view(n_folds * batch, channels, *out_hw), 0.0)
         if self.pool is not None:
             kernel, stride, padding, dilation, ceil_mode = self.pool
-            g = g.contiguous(memory_format=_CL)
             g = torch.ops.aten.max_pool2d_with_indices_backward(
                 g, images, _pair(kernel), _pair(stride), _pair(padding), _pair(dilation),
                 ceil_mode, indices,

@@ -70,6 +70,7 @@ class StackedRun(RunBase):
         super().__init__(data, configs, metric, reason)
         self.stack, self.loss, self.max_eval_rows = stack, loss, max_eval_rows
         self.program = program
+        self._program_inputs = None if program is None else program.prepared(data.inputs)
         n_live = len(self.live)
         flat, state = initial
         self.flat = flat.repeat(n_live, 1)
@@ -127,9 +128,11 @@ class StackedRun(RunBase):
         """Loss and gradient of rows training on ``fold_rows`` ``(n_group_folds, count)``."""
         targets = _repeat_rows(self.data.targets[fold_rows], len(self.live))
         if self.program is not None:
-            views = self.stack.views(flat)
-            fold_inputs = self.data.inputs[fold_rows]
-            return self.program.loss_and_grad(views, fold_inputs, targets, self.loss)
+            views, values = self.stack.views(flat), self._program_inputs
+            prepared = self.program.is_prepared(values, self.data.sample_shape)
+            return self.program.loss_and_grad(
+                views, values[fold_rows], targets, self.loss, prepared=prepared
+            )
         inputs = _repeat_rows(self.data.inputs[fold_rows], len(self.live))
         return self.stack.loss_and_grad(flat, state, inputs, targets, self.loss)
 
