@@ -124,8 +124,10 @@ def test_both_compiled_step_forms_equal_one_eager_step(pure) -> None:
     )
     for _ in range(3):
         step(compiled_flat, compiled_optimizers, inputs, targets, weight_scale, active, None)
-    torch.testing.assert_close(compiled_flat, flat, rtol=1e-5, atol=1e-6)
+    # Inductor's fused kernels round differently; three Adam/RMSprop steps (which divide by
+    # sqrt(v) + eps) magnify that to a few 1e-6 on some CPUs. A wrong update is off by ~lr.
+    torch.testing.assert_close(compiled_flat, flat, rtol=1e-4, atol=1e-5)
     assert torch.equal(compiled_flat[2], stack()[0][2])  # the inactive row never moved
     for eager, compiled in zip(optimizers, compiled_optimizers):
         for name, value in eager.state.items():
-            torch.testing.assert_close(compiled.state[name], value, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(compiled.state[name], value, rtol=1e-4, atol=1e-5)
