@@ -142,11 +142,18 @@ def _assert_matches_alone(data, factory, config, result, model_kwargs=None):
     return modules
 
 
+@pytest.mark.parametrize("use_program", [True, False], ids=["program", "vmap"])
 @pytest.mark.parametrize("batch_size", [8, None], ids=["batch8-ragged", "full"])
-def test_stacked_cnn_of_mixed_optimizers_matches_each_fold_trained_alone(images, batch_size):
+def test_stacked_cnn_of_mixed_optimizers_matches_each_fold_trained_alone(
+    images, batch_size, use_program
+):
     configs = [_config(optimizer, batch_size) for optimizer in MIXED_OPTIMIZERS]
-    outcomes = train_module_stack(images, small_cnn, configs, loss="cross_entropy")
+    outcomes = train_module_stack(
+        images, small_cnn, configs, loss="cross_entropy", use_program=use_program
+    )
     assert {outcome.engine for outcome in outcomes} == {"stacked"}
+    path = "stacked program" if use_program else "vmap ran"
+    assert all(path in outcome.engine_reason for outcome in outcomes)
     for config, outcome in zip(configs, outcomes):
         _assert_matches_alone(images, small_cnn, config, outcome.result)
 

@@ -44,15 +44,19 @@ def train_module_stack(
     engine: str = "auto",
     initial_states: Sequence[Mapping[str, Tensor]] | None = None,
     max_eval_rows: int = DEFAULT_MAX_EVAL_ROWS,
+    use_program: bool = True,
 ) -> list[ModuleOutcome]:
     """Train several trials' folds of a user's module as one stack; one outcome per config.
 
     Each fold's model is ``factory(input_shape=data.sample_shape, n_outputs=data.n_outputs,
     **model_kwargs)``, built under :func:`~trainers.module_engine.fold_seed` (so fold k starts
     from the same weights alone or in any stack), or loaded from ``initial_states[k]``. With
-    ``engine="auto"`` a vmapped forward and backward is tried on two samples first; a module that
-    vmap cannot run (data-dependent control flow, an op without a batching rule) trains one model
-    at a time with ``torch.optim`` instead. Every outcome says which engine ran and why.
+    ``engine="auto"`` an ``nn.Sequential`` of the layers
+    :class:`~trainers.module_engine._program.StackedProgram` knows trains as that program
+    (checked first against the module on two samples); any other module runs through a vmapped
+    forward and backward, tried on two samples first; a module that vmap cannot run either
+    (data-dependent control flow, an op without a batching rule) trains one model at a time with
+    ``torch.optim`` instead. Every outcome says which engine ran and why.
 
     The configs must share :func:`~trainers.module_engine.stack_key` (batch size, epochs,
     schedule, seed); each trial keeps its own optimizer. ``on_epoch``/``on_epoch_end`` work as in
@@ -64,8 +68,12 @@ def train_module_stack(
         metric: a name in :data:`trainers.losses.METRICS`, a :class:`~trainers.losses.Metric`,
             or a callable ``fn(outputs, targets) -> float`` with ``higher_is_better``. None: R²
             for regression losses, accuracy for classification losses.
-        engine: ``"auto"``, ``"stacked"`` (raise if vmap cannot) or ``"sequential"``.
-        max_eval_rows: (model, sample) rows one validation forward holds at most.
+        engine: ``"auto"``, ``"stacked"`` (raise if neither the program nor vmap can) or
+            ``"sequential"``.
+        max_eval_rows: (model, sample) rows one validation forward of the vmap path holds at
+            most.
+        use_program: False skips the stacked program, so a stack always runs through vmap (for
+            benchmarks and checks of that path).
 
     Example:
         >>> def factory(input_shape, n_outputs):
@@ -113,8 +121,17 @@ def train_module_stack(
             flat, state = stack.stack(modules)
             probe_rows = data.train_rows[0, :2]
             probe_inputs, probe_targets = data.inputs[probe_rows], data.targets[probe_rows]
-            program, program_reason = compiled_program(
-                stack.base, stack.names, data.sample_shape, probe_inputs, probe_targets, resolved_loss
+            program, program_reason = (
+                compiled_program(
+                    stack.base,
+                    stack.names,
+                    data.sample_shape,
+                    probe_inputs,
+                    probe_targets,
+                    resolved_loss,
+                )
+                if use_program
+                else (None, "")
             )
             if program is not None:
                 run = StackedRun(

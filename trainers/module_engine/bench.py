@@ -4,9 +4,10 @@ untimed warm-up.
 1. Digits CNN: the example CNN (``search_spaces/digits_cnn_model.py``) on scikit-learn's digits
    as 1x8x8 images, 8 trials (batch 32/128 x lr 1e-3/1e-2 x adam/sgd), 3 folds, 3 epochs: a
    naive loop as a user writes it (one model and one ``torch.optim`` optimizer at a time) against
-   the stacked engine (``train_module_stack``, one stack per batch size).
-2. MLP: the same MLP grid through the MLP engine, the module engine stacked, and the module
-   engine's sequential fallback.
+   the stacked engine (``train_module_stack``, one stack per batch size), through its vmap path
+   and through its stacked program (what it runs for this ``nn.Sequential``).
+2. MLP: the same MLP grid through the MLP engine, the module engine stacked (program and vmap),
+   and the module engine's sequential fallback.
 
 ``python -m trainers.module_engine.bench [--device cuda] [--repeats 3] [--quick] [--grid cnn]
 [--threads 1]``
@@ -125,6 +126,8 @@ def stacked_cnn_grid(
     data: ModuleFoldData,
     factory: Callable[..., torch.nn.Module],
     trials: list[tuple[int, str, float]],
+    *,
+    use_program: bool = True,
 ) -> list[float]:
     """Trials through the stacked engine, one stack per batch size. Returns each trial's mean
     final validation accuracy, in the order given."""
@@ -141,6 +144,7 @@ def stacked_cnn_grid(
             model_kwargs={"channels": CNN_CHANNELS},
             loss="cross_entropy",
             engine="stacked",
+            use_program=use_program,
         )
         for trial, outcome in zip(group, outcomes):
             accuracies[trial] = float(outcome.result.fold_val_metric.mean())
@@ -166,6 +170,10 @@ def bench_cnn(device: torch.device, repeats: int) -> None:
             "naive loop (one model at a time)",
             lambda t: naive_cnn_grid(dataset, folds, factory, t, device),
         ),
+        (
+            "stacked engine, vmap path",
+            lambda t: stacked_cnn_grid(data, factory, t, use_program=False),
+        ),
         ("stacked engine (train_module_stack)", lambda t: stacked_cnn_grid(data, factory, t)),
     ]
     header = "".join(f"{f'batch {b}':>12}" for b in batch_sizes)
@@ -187,11 +195,11 @@ def bench_cnn(device: torch.device, repeats: int) -> None:
             f"  {way:<38}{cells}{sum(seconds):>8.3f} s{samples / sum(seconds):>12,.0f}  "
             f"{np.mean(list(accuracy.values())):.3f}"
         )
-    ratios = [naive / stacked for naive, stacked in zip(*walls)]
-    cells = "".join(f"{f'x{r:.2f}':>12}" for r in ratios)
-    print(
-        f"  {'speed-up, stacked over naive':<38}{cells}{f'x{sum(walls[0]) / sum(walls[1]):.2f}':>10}"
-    )
+    for label, stacked in (("vmap path", walls[1]), ("stacked engine", walls[2])):
+        ratios = [naive / seconds for naive, seconds in zip(walls[0], stacked)]
+        cells = "".join(f"{f'x{r:.2f}':>12}" for r in ratios)
+        grid = f"x{sum(walls[0]) / sum(stacked):.2f}"
+        print(f"  {f'speed-up, {label} over naive':<38}{cells}{grid:>10}")
 
 
 def bench_mlp(device: torch.device, repeats: int) -> None:
@@ -206,8 +214,14 @@ def bench_mlp(device: torch.device, repeats: int) -> None:
     ways: list[tuple[str, Callable[[], object]]] = [
         ("MLP engine (train_stack)", lambda: train_stack(data, mlp_configs)),
         (
-            "module engine, stacked (vmap)",
+            "module engine, stacked program",
             lambda: train_module_stack(module_data, mlp_factory, configs, engine="stacked"),
+        ),
+        (
+            "module engine, stacked, vmap path",
+            lambda: train_module_stack(
+                module_data, mlp_factory, configs, engine="stacked", use_program=False
+            ),
         ),
         (
             "module engine, sequential (torch.optim)",
