@@ -27,14 +27,12 @@ from sweep.study.trial_params import suggest_params, train_config
 from sweep.study.trial_record import RECORD_ATTR, TrialRecord
 from sweep.tracking.sink import TrackingSink
 from trainers import CVResult, EpochReport, StackOutcome, TrainConfig
+from trainers.module_engine.noise import NoiseNotMeasured, module_noise_scales
 from trainers.noise_scale import NoiseScale, fold_noise_scales
 from trainers.problem import TrainingProblem
 
 PRUNE_REASON_TAG = "prune_reason"
 BUILTIN_ENGINE_REASON = "the built-in MLP on its hand-written stacked engine"
-OWN_MODEL_NOISE_NOTE = (
-    "the gradient noise scale is measured for the built-in MLP only, not yet for your own model"
-)
 
 
 class TrialSession:
@@ -223,10 +221,6 @@ def record_gradient_noise(
     ]
     if not finished:
         return
-    if not problem.fast:
-        for session, _ in finished:
-            session.record.gradient_noise_note = OWN_MODEL_NOISE_NOTE
-        return
     best_so_far: dict[str, float] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         size = str(trial.params.get("batch_size"))
@@ -251,9 +245,11 @@ def record_gradient_noise(
         rows.append(result.final_params[0])
         stages.append((session, "end", epochs))
     try:
-        scales = fold_noise_scales(
-            problem.data, first.config.model, torch.stack(rows), seed=first.config.seed
-        )
+        scales = _noise_scales(problem, first.config, torch.stack(rows))
+    except NoiseNotMeasured as why:
+        for session, _ in candidates.values():
+            session.record.gradient_noise_note = str(why)
+        return
     except torch.OutOfMemoryError:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -262,6 +258,21 @@ def record_gradient_noise(
         return
     for (session, stage, epoch), scale in zip(stages, scales):
         session.record.gradient_noise.append(noise_attr(scale, stage=stage, epoch=epoch))
+
+
+def _noise_scales(problem: TrainingProblem, config: Any, rows: torch.Tensor) -> list[NoiseScale]:
+    """B_simple of fold 0's model at each weight row, on the engine the problem trains with."""
+    if problem.fast:
+        return fold_noise_scales(problem.data, config.model, rows, seed=config.seed)
+    options = problem.engine_options
+    return module_noise_scales(
+        problem.data,
+        options["factory"],
+        rows,
+        loss=options["loss"],
+        model_kwargs=options["model_kwargs"],
+        seed=config.seed,
+    )
 
 
 def noise_attr(scale: NoiseScale, *, stage: str, epoch: int) -> dict[str, Any]:

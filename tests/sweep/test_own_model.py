@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from sweep import load_best_config
 from sweep.cli import main
 from sweep.commands.run import RunOptions, run_sweep
+from sweep.report.selection import recommended_trial
 from sweep.study.trial_record import record_of
 from tests.conftest import local_tracking_uri, write_space
 
@@ -146,6 +147,12 @@ def test_own_cnn_sweeps_stacked_and_the_best_config_builds_it_again(workdir: Pat
         3,
     )
     assert best.preprocessing == {"standardize": "auto", "standardized_per_fold": False}
+    # the gradient noise scale, measured on the user's model as on the built-in MLP
+    recommended, _choice = recommended_trial(study.trials)
+    readings = record_of(recommended).gradient_noise
+    assert [(r["stage"], r["epoch"]) for r in readings] == [("early", 1), ("end", 3)]
+    assert all(r["small_batch"] == 8 and r["draws"] == 64 for r in readings)
+    assert record_of(recommended).gradient_noise_note == ""
 
 
 @pytest.mark.slow
@@ -175,6 +182,10 @@ def test_a_module_vmap_cannot_run_trains_one_model_at_a_time_and_says_why(
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["engine"] for r in runs} == {"sequential"}
     assert all("vmap" in r.data.tags["engine_reason"] for r in runs)
+    study = optuna.load_study(study_name="own", storage="sqlite:///mlruns/optuna.db")
+    notes = {record_of(t).gradient_noise_note for t in study.trials} - {""}
+    assert notes and all(n.startswith("not measured: torch.func.vmap failed") for n in notes)
+    assert not any(record_of(t).gradient_noise for t in study.trials)
 
 
 @pytest.mark.parametrize(

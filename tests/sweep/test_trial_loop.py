@@ -242,7 +242,10 @@ def test_oom_on_the_generic_engine_stacks_fewer_trials_after_it(
 ) -> None:
     """The generic engine does not split a batch: after an out-of-memory error the trials of a
     stack train in smaller stacks, and the prune reason says so."""
+    import sweep.study.trial_session as trial_session
+    import trainers.module_engine._program as module_program
     import trainers.module_engine._stack as module_stack
+    from trainers.module_engine.noise import NoiseNotMeasured
 
     spec = loop_spec(
         tmp_path, trials=4, group_size=2, batch_sizes="[full]", lrs="[0.001, 0.003, 0.01, 0.1]"
@@ -260,6 +263,20 @@ def test_oom_on_the_generic_engine_stacks_fewer_trials_after_it(
         return real(self, flat, state, inputs, *args, **kwargs)
 
     monkeypatch.setattr(module_stack.ModuleStack, "loss_and_grad", loss_and_grad)
+    real_program = module_program.StackedProgram.loss_and_grad
+
+    def program_loss_and_grad(self, views, fold_inputs, targets, *args, **kwargs):  # noqa: ANN001
+        calls.append(targets.shape[0] * targets.shape[1])  # (models, batch): the MLP compiles
+        if calls[-1] > DEVICE_ROWS:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+        return real_program(self, views, fold_inputs, targets, *args, **kwargs)
+
+    monkeypatch.setattr(module_program.StackedProgram, "loss_and_grad", program_loss_and_grad)
+
+    def unmeasured(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise NoiseNotMeasured("not measured here: its steps would count as training's")
+
+    monkeypatch.setattr(trial_session, "module_noise_scales", unmeasured)
     world = loop_world(spec)
     assert not world.problem.fast
     world.run()

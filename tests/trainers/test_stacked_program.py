@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from trainers.losses import resolve_loss
-from trainers.module_engine import ModuleStack, build_module, prepare_module_folds
-from trainers.module_engine import _program
+from trainers.module_engine import ModuleStack, _program, build_module, prepare_module_folds
 from trainers.module_engine._program import StackedProgram, check_program, compiled_program
 from trainers.module_engine._train import train_module_stack
 from trainers.stacked_optim import OptimizerConfig
@@ -21,25 +20,42 @@ SAMPLE = (2, 9, 9)
 # (name, factory(input_shape, n_outputs)) of models the program runs; 9x9 images of 2 channels.
 COMPILED = {
     "conv-relu-pool": lambda input_shape, n_outputs: nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
         nn.Linear(4 * 4 * 4, n_outputs),
     ),
     "pool-overlapping-padded-ceil": lambda input_shape, n_outputs: nn.Sequential(
-        nn.Conv2d(2, 3, 2, padding=1, bias=False), nn.ReLU(),
-        nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), nn.Flatten(),
+        nn.Conv2d(2, 3, 2, padding=1, bias=False),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+        nn.Flatten(),
         nn.Linear(3 * 6 * 6, n_outputs),
     ),
     "strided-dilated-conv-no-relu": lambda input_shape, n_outputs: nn.Sequential(
-        nn.Conv2d(2, 3, 3, stride=2, dilation=2, padding=2), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Conv2d(2, 3, 3, stride=2, dilation=2, padding=2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
         nn.Linear(3 * 2 * 2, n_outputs),
     ),
     "conv-then-separate-relu": lambda input_shape, n_outputs: nn.Sequential(
-        nn.Conv2d(2, 3, 3), nn.Identity(), nn.ReLU(), nn.Dropout(0.0), nn.Flatten(),
+        nn.Conv2d(2, 3, 3),
+        nn.Identity(),
+        nn.ReLU(),
+        nn.Dropout(0.0),
+        nn.Flatten(),
         nn.Linear(3 * 7 * 7, n_outputs),
     ),
     "mlp-tanh-gelu-sigmoid": lambda input_shape, n_outputs: nn.Sequential(
-        nn.Flatten(), nn.Linear(162, 16), nn.Tanh(), nn.Linear(16, 8), nn.GELU(),
-        nn.Linear(8, 8, bias=False), nn.Sigmoid(), nn.Linear(8, n_outputs),
+        nn.Flatten(),
+        nn.Linear(162, 16),
+        nn.Tanh(),
+        nn.Linear(16, 8),
+        nn.GELU(),
+        nn.Linear(8, 8, bias=False),
+        nn.Sigmoid(),
+        nn.Linear(8, n_outputs),
     ),
     "gelu-tanh-approximation": lambda input_shape, n_outputs: nn.Sequential(
         nn.Flatten(), nn.Linear(162, 8), nn.GELU(approximate="tanh"), nn.Linear(8, n_outputs)
@@ -106,24 +122,43 @@ def test_pooling_routes_a_tied_windows_gradient_to_its_first_maximum_as_max_pool
     inputs, targets = image.view(1, 1, 1, 4, 4), torch.zeros(1, 1, 1)
     _, grad = program.loss_and_grad(stack.views(flat), inputs, targets, resolve_loss("mse"))
     expected_loss = nn.functional.mse_loss(model(image.view(1, 1, 4, 4)), targets[0])
-    expected = torch.autograd.grad(expected_loss, [dict(model.named_parameters())[n] for n in stack.names])
+    expected = torch.autograd.grad(
+        expected_loss, [dict(model.named_parameters())[n] for n in stack.names]
+    )
     torch.testing.assert_close(grad[0], torch.cat([g.reshape(-1) for g in expected]))
 
 
 @pytest.mark.parametrize(
     "module, reason",
     [
-        (nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(147, 3)),
-         "buffers"),
-        (nn.Sequential(nn.Flatten(), nn.Linear(162, 8), nn.Dropout(0.5), nn.Linear(8, 3)),
-         "'2' (Dropout)"),
-        (nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 3, 3), nn.Flatten(),
-                       nn.Linear(75, 3)), "'2' is a Conv2d"),
-        (nn.Sequential(nn.Conv2d(2, 3, 3, groups=1, padding="same"), nn.Flatten(),
-                       nn.Linear(243, 3)), "'0' is a Conv2d"),
-        (nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(98, 3)),
-         "'0' is a Conv2d"),
-        (nn.Sequential(nn.Conv2d(2, 3, 3), nn.MaxPool2d(2, return_indices=True)), "'1' (MaxPool2d)"),
+        (
+            nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(147, 3)),
+            "buffers",
+        ),
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(162, 8), nn.Dropout(0.5), nn.Linear(8, 3)),
+            "'2' (Dropout)",
+        ),
+        (
+            nn.Sequential(
+                nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 3, 3), nn.Flatten(), nn.Linear(75, 3)
+            ),
+            "'2' is a Conv2d",
+        ),
+        (
+            nn.Sequential(
+                nn.Conv2d(2, 3, 3, groups=1, padding="same"), nn.Flatten(), nn.Linear(243, 3)
+            ),
+            "'0' is a Conv2d",
+        ),
+        (
+            nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(98, 3)),
+            "'0' is a Conv2d",
+        ),
+        (
+            nn.Sequential(nn.Conv2d(2, 3, 3), nn.MaxPool2d(2, return_indices=True)),
+            "'1' (MaxPool2d)",
+        ),
         (nn.Sequential(nn.Flatten(), nn.ReLU()), "no Linear or Conv2d"),
         (nn.Linear(4, 2), "Linear, not an nn.Sequential"),
     ],
@@ -194,12 +229,19 @@ def test_the_engine_runs_the_program_and_says_so_and_falls_back_to_vmap_otherwis
     y = rng.integers(0, 3, 30)
     data = prepare_module_folds(X, y, [(np.arange(15), np.arange(15, 30))] * 2, device=CPU)
     config = TrainConfig(batch_size=8, epochs=1, optimizer=OptimizerConfig("adam", 1e-2))
-    (outcome,) = train_module_stack(data, COMPILED["conv-relu-pool"], [config], loss="cross_entropy")
+    (outcome,) = train_module_stack(
+        data, COMPILED["conv-relu-pool"], [config], loss="cross_entropy"
+    )
     assert outcome.engine == "stacked"
-    assert "(Conv2d+ReLU+MaxPool2d, Flatten, Linear) ran as one stacked program" in outcome.engine_reason
+    assert (
+        "(Conv2d+ReLU+MaxPool2d, Flatten, Linear) ran as one stacked program"
+        in outcome.engine_reason
+    )
 
     def with_batch_norm(input_shape, n_outputs):
-        return nn.Sequential(nn.Flatten(), nn.Linear(162, 4), nn.BatchNorm1d(4), nn.Linear(4, n_outputs))
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(162, 4), nn.BatchNorm1d(4), nn.Linear(4, n_outputs)
+        )
 
     (outcome,) = train_module_stack(data, with_batch_norm, [config], loss="cross_entropy")
     assert outcome.engine == "stacked" and "vmap" in outcome.engine_reason
@@ -209,7 +251,11 @@ def test_compiled_program_reports_why_a_module_has_none():
     module = nn.Sequential(nn.Flatten(), nn.Linear(162, 8), nn.LayerNorm(8), nn.Linear(8, 3))
     inputs, targets = _images(1, 2)
     program, reason = compiled_program(
-        module, [n for n, _ in module.named_parameters()], SAMPLE, inputs[0], targets[0],
+        module,
+        [n for n, _ in module.named_parameters()],
+        SAMPLE,
+        inputs[0],
+        targets[0],
         resolve_loss("cross_entropy"),
     )
     assert program is None and "LayerNorm" in reason

@@ -120,7 +120,9 @@ class StackedProgram:
         if not isinstance(first, FoldConvBlock):
             return inputs
         in_channels = inputs.shape[1]
-        per_sample = first.conv_hw[0] * first.conv_hw[1] * in_channels * first.kernel[0] * first.kernel[1]
+        per_sample = (
+            first.conv_hw[0] * first.conv_hw[1] * in_channels * first.kernel[0] * first.kernel[1]
+        )
         if per_sample * inputs.shape[0] * inputs.element_size() > max_bytes:
             return inputs
         return first.patches(inputs)
@@ -131,7 +133,9 @@ class StackedProgram:
 
     def _first(self) -> int:
         return next(
-            i for i, layer in enumerate(self.layers) if isinstance(layer, (FoldLinear, FoldConvBlock))
+            i
+            for i, layer in enumerate(self.layers)
+            if isinstance(layer, (FoldLinear, FoldConvBlock))
         )
 
     def _run(
@@ -250,7 +254,9 @@ def check_program(
         return f"the stacked program failed: {type(error).__name__}: {error}"
     wanted = torch.cat([g.reshape(-1) for g in expected_grads])
     close = dict(rtol=1e-4, atol=1e-5)
-    if outputs.shape[1:] != expected.shape or not torch.allclose(outputs[0], expected.detach(), **close):
+    if outputs.shape[1:] != expected.shape or not torch.allclose(
+        outputs[0], expected.detach(), **close
+    ):
         return "the stacked program's outputs differ from the module's own"
     if not torch.allclose(row_loss, expected_loss.detach().expand(2), **close):
         return "the stacked program's loss differs from the module's own"

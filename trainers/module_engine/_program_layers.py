@@ -28,8 +28,10 @@ def fold_weights(weight: Tensor, n_folds: int) -> Tensor:
     matrix per fold: the right operand of a batched matmul over the folds."""
     n_models, n_out, n_in = weight.shape
     positions = n_models // n_folds
-    return weight.view(positions, n_folds, n_out, n_in).permute(1, 3, 0, 2).reshape(
-        n_folds, n_in, positions * n_out
+    return (
+        weight.view(positions, n_folds, n_out, n_in)
+        .permute(1, 3, 0, 2)
+        .reshape(n_folds, n_in, positions * n_out)
     )
 
 
@@ -73,7 +75,10 @@ class FoldLinear:
     shared_input = True
 
     def __init__(self, prefix: str, module: nn.Linear) -> None:
-        self.weight, self.bias = prefix + "weight", prefix + "bias" if module.bias is not None else None
+        self.weight, self.bias = (
+            prefix + "weight",
+            prefix + "bias" if module.bias is not None else None,
+        )
         self.n_out = module.out_features
 
     def forward(self, x: Tensor, params: dict[str, Tensor], train: bool) -> tuple[Tensor, Any]:
@@ -89,7 +94,9 @@ class FoldLinear:
     def backward(self, grad: Tensor, rows: Tensor, params: dict, grads: dict) -> None:
         n_folds = rows.shape[0]
         g = per_fold(grad, n_folds).view(n_folds, rows.shape[1], -1)
-        grads[self.weight] = unfold_weights_grad(torch.bmm(rows.transpose(1, 2), g), n_folds, self.n_out)
+        grads[self.weight] = unfold_weights_grad(
+            torch.bmm(rows.transpose(1, 2), g), n_folds, self.n_out
+        )
         if self.bias is not None:
             grads[self.bias] = grad.reshape(grad.shape[0], -1, self.n_out).sum(dim=1)
         return None
@@ -101,7 +108,10 @@ class Linear:
     shared_input = False
 
     def __init__(self, prefix: str, module: nn.Linear) -> None:
-        self.weight, self.bias = prefix + "weight", prefix + "bias" if module.bias is not None else None
+        self.weight, self.bias = (
+            prefix + "weight",
+            prefix + "bias" if module.bias is not None else None,
+        )
 
     def forward(self, x: Tensor, params: dict[str, Tensor], train: bool) -> tuple[Tensor, Any]:
         rows = x.reshape(x.shape[0], -1, x.shape[-1])
@@ -211,8 +221,14 @@ class FoldConvBlock:
         sn, sc, sh, sw = x.stride()
         windows = x.as_strided(
             (x.shape[0], *self.conv_hw, x.shape[1], *self.kernel),
-            (sn, sh * self.stride[0], sw * self.stride[1], sc, sh * self.dilation[0],
-             sw * self.dilation[1]),
+            (
+                sn,
+                sh * self.stride[0],
+                sw * self.stride[1],
+                sc,
+                sh * self.dilation[0],
+                sw * self.dilation[1],
+            ),
         )
         return windows.reshape(*lead, self.conv_hw[0] * self.conv_hw[1], -1)
 
@@ -254,12 +270,20 @@ class FoldConvBlock:
         g = grad.view(positions, n_folds, batch, self.n_out, *out_hw).permute(1, 2, 4, 5, 0, 3)
         g = g.reshape(n_folds * batch, *out_hw, channels).permute(0, 3, 1, 2)
         if self.relu:
-            g = torch.ops.aten.threshold_backward(g, out.view(n_folds * batch, channels, *out_hw), 0.0)
+            g = torch.ops.aten.threshold_backward(
+                g, out.view(n_folds * batch, channels, *out_hw), 0.0
+            )
         if self.pool is not None:
             kernel, stride, padding, dilation, ceil_mode = self.pool
             g = torch.ops.aten.max_pool2d_with_indices_backward(
-                g, images, _pair(kernel), _pair(stride), _pair(padding), _pair(dilation),
-                ceil_mode, indices,
+                g,
+                images,
+                _pair(kernel),
+                _pair(stride),
+                _pair(padding),
+                _pair(dilation),
+                ceil_mode,
+                indices,
             )
         # channels-last (n_folds * batch, channels, h, w) is (n_folds, rows, channels) memory
         rows = g.permute(0, 2, 3, 1).reshape(n_folds, -1, channels)

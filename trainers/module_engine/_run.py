@@ -103,6 +103,12 @@ class RunBase:
         }
         self.epoch_seconds: list[float] = []
         self.outcomes: dict[int, ModuleOutcome] = {}
+        # fold 0's weights after epoch 1, one row per trial live then, and those trials
+        self._early: tuple[Tensor, list[int]] | None = None
+
+    def keep_early_params(self) -> None:
+        """Keep each live trial's fold-0 weights after the first epoch (where the stack holds
+        them in one flat tensor), so the gradient noise scale can be measured early as well."""
 
     def read_epoch(self, epoch: int) -> list[tuple[int, EpochReport | None]]:
         """The epoch's one host sync; returns a report per live trial (None if it diverged).
@@ -187,9 +193,16 @@ class RunBase:
                 engine_reason=self.reason,
                 higher_is_better=self.metric.higher_is_better,
                 final_state={name: value[rows].clone() for name, value in final_state.items()},
+                early_params=self._early_rows(index),
             )
             self.outcomes[index] = self._outcome(result=result)
         return [self.outcomes[index] for index in range(len(self.configs))]
+
+    def _early_rows(self, index: int) -> Tensor | None:
+        if self._early is None or index not in self._early[1]:
+            return None
+        fold_zero, live = self._early
+        return fold_zero[live.index(index)]
 
     def peak_memory(self, n_param_floats: int) -> tuple[int, str]:
         """CUDA's own peak, or elsewhere an estimate: the data plus ``n_param_floats`` floats

@@ -165,6 +165,9 @@ class StackedRun(RunBase):
         inputs = _repeat_rows(fold_inputs, len(self.live))
         return self.stack.forward(self.flat, self.state, inputs, train=False)
 
+    def keep_early_params(self) -> None:
+        self._early = (self.flat[:: self.n_folds].clone(), list(self.live))
+
     def drop_finished(self) -> None:
         """Trials that stopped leave the stack, so later epochs spend nothing on them."""
         keep = self.kept_positions()

@@ -195,6 +195,8 @@ def _drive(
 ) -> list[ModuleOutcome]:
     for epoch in range(run.epochs):
         run.train_epoch(epoch)
+        if epoch == 0 and run.epochs > 1:
+            run.keep_early_params()
         for index, report in run.read_epoch(epoch):
             if report is None:
                 continue
