@@ -47,6 +47,44 @@ COMPILED = {
         nn.Flatten(),
         nn.Linear(3 * 7 * 7, n_outputs),
     ),
+    "two-convs-grouped-second": lambda input_shape, n_outputs: nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 2, padding=1, groups=2),
+        nn.Tanh(),
+        nn.MaxPool2d(2, stride=1),
+        nn.Conv2d(6, 3, 1, bias=False),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, n_outputs),
+    ),
+    "strided-dilated-second-conv": lambda input_shape, n_outputs: nn.Sequential(
+        nn.Conv2d(2, 3, 3),
+        nn.GELU(),
+        nn.Conv2d(3, 4, 3, stride=2, dilation=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, n_outputs),
+    ),
+    "layer-norm-gelu-mlp": lambda input_shape, n_outputs: nn.Sequential(
+        nn.Flatten(), nn.Linear(162, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, n_outputs)
+    ),
+    "layer-norm-without-affine": lambda input_shape, n_outputs: nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(162, 8),
+        nn.LayerNorm(8, elementwise_affine=False),
+        nn.Linear(8, n_outputs),
+    ),
+    "image-layer-norm-and-average-pools": lambda input_shape, n_outputs: nn.Sequential(
+        nn.Conv2d(2, 4, 3),
+        nn.LayerNorm([4, 7, 7], bias=False),
+        nn.ReLU(),
+        nn.AvgPool2d(2, padding=1, ceil_mode=True, count_include_pad=False),
+        nn.Conv2d(4, 3, 1),
+        nn.AdaptiveAvgPool2d((2, 2)),
+        nn.Flatten(),
+        nn.Linear(12, n_outputs),
+    ),
     "mlp-tanh-gelu-sigmoid": lambda input_shape, n_outputs: nn.Sequential(
         nn.Flatten(),
         nn.Linear(162, 16),
@@ -141,9 +179,17 @@ def test_pooling_routes_a_tied_windows_gradient_to_its_first_maximum_as_max_pool
         ),
         (
             nn.Sequential(
-                nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 3, 3), nn.Flatten(), nn.Linear(75, 3)
+                nn.Conv2d(2, 3, 3),
+                nn.ReLU(),
+                nn.Conv2d(3, 3, 3, padding="same"),
+                nn.Flatten(),
+                nn.Linear(147, 3),
             ),
             "'2' is a Conv2d",
+        ),
+        (
+            nn.Sequential(nn.MaxPool2d(3), nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(3, 3)),
+            "'0' (MaxPool2d)",
         ),
         (
             nn.Sequential(
@@ -248,7 +294,7 @@ def test_the_engine_runs_the_program_and_says_so_and_falls_back_to_vmap_otherwis
 
 
 def test_compiled_program_reports_why_a_module_has_none():
-    module = nn.Sequential(nn.Flatten(), nn.Linear(162, 8), nn.LayerNorm(8), nn.Linear(8, 3))
+    module = nn.Sequential(nn.Flatten(), nn.Linear(162, 8), nn.LeakyReLU(), nn.Linear(8, 3))
     inputs, targets = _images(1, 2)
     program, reason = compiled_program(
         module,
@@ -258,4 +304,4 @@ def test_compiled_program_reports_why_a_module_has_none():
         targets[0],
         resolve_loss("cross_entropy"),
     )
-    assert program is None and "LayerNorm" in reason
+    assert program is None and "(LeakyReLU) is not one the program runs" in reason

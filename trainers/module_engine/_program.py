@@ -1,8 +1,10 @@
 """A plain ``nn.Sequential`` of common layers, trained as a stack without vmap.
 
 What: :meth:`StackedProgram.compile` reads an ``nn.Sequential`` whose layers it knows
-(``Linear``; a first ``Conv2d``, with the ``ReLU`` and ``MaxPool2d`` that follow it; ``ReLU``,
-``Tanh``, ``Sigmoid``, ``GELU``, ``Flatten``, ``Identity``, ``Dropout(p=0)``) into a list of
+(``Linear``, ``Conv2d``, ``MaxPool2d``, ``AvgPool2d``, ``AdaptiveAvgPool2d``, ``LayerNorm``,
+``ReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``Flatten``, ``Identity``, ``Dropout(p=0)``; the
+first ``Conv2d`` takes the ``ReLU`` and ``MaxPool2d`` that follow it into one layer; layers
+without parameters that change shapes come after the first with parameters) into a list of
 stacked layers (:mod:`._program_layers`), each with a hand-written backward. The stack then runs
 each layer once for all its models, and the first layer with parameters reads each fold's data
 once for all the positions (trials) that share it.
@@ -26,11 +28,15 @@ from torch import Tensor, nn
 
 from trainers.losses import Loss
 from trainers.module_engine._program_layers import (
+    AvgPool2d,
+    Conv2d,
     Elementwise,
     Flatten,
     FoldConvBlock,
     FoldLinear,
+    LayerNorm,
     Linear,
+    MaxPool2d,
 )
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU)
@@ -75,6 +81,11 @@ class StackedProgram:
                 layers.append(FoldLinear(prefix, child) if shared else Linear(prefix, child))
                 names.append("Linear")
                 shared = False
+            elif kind is nn.Conv2d and not shared:
+                if child.padding_mode != "zeros" or isinstance(child.padding, str):
+                    return None, f"its layer {name!r} is a Conv2d the program does not run"
+                layers.append(Conv2d(prefix, child))
+                names.append("Conv2d")
             elif kind is nn.Conv2d:
                 block = _conv_block(prefix, children[index:], sample_shape, shared)
                 if block is None:
@@ -88,6 +99,15 @@ class StackedProgram:
             elif kind in _ELEMENTWISE:
                 layers.append(Elementwise(child))
                 names.append(kind.__name__)
+            elif kind is nn.MaxPool2d and not child.return_indices and not shared:
+                layers.append(MaxPool2d(child))
+                names.append("MaxPool2d")
+            elif kind in (nn.AvgPool2d, nn.AdaptiveAvgPool2d) and not shared:
+                layers.append(AvgPool2d(child))
+                names.append(kind.__name__)
+            elif kind is nn.LayerNorm and not shared:
+                layers.append(LayerNorm(prefix, child))
+                names.append("LayerNorm")
             elif kind is nn.Flatten and child.start_dim == 1 and child.end_dim == -1:
                 layers.append(Flatten())
                 names.append("Flatten")
@@ -117,8 +137,8 @@ class StackedProgram:
         when the first layer is a convolution and they fit in ``max_bytes``, every sample's
         patches, made once instead of at every step. Pass the rows of it as ``prepared``."""
         first = self.layers[self._first()]
-        if not isinstance(first, FoldConvBlock):
-            return inputs
+        if self._first() != 0 or not isinstance(first, FoldConvBlock):
+            return inputs  # a layer before it changes what the convolution reads
         in_channels = inputs.shape[1]
         per_sample = (
             first.conv_hw[0] * first.conv_hw[1] * in_channels * first.kernel[0] * first.kernel[1]

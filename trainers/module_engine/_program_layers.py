@@ -299,3 +299,187 @@ class FoldConvBlock:
 
 def _pair(value: Any) -> list[int]:
     return [value, value] if isinstance(value, int) else list(value)
+
+
+def _models_as_channels(x: Tensor) -> Tensor:
+    """Per-model images ``(n_models, batch, c, h, w)`` (any strides) as one channels-last
+    ``(batch, n_models * c, h, w)`` tensor; no copy when ``x`` is already laid out that way."""
+    n_models, batch, channels, height, width = x.shape
+    nhwc = x.permute(1, 3, 4, 0, 2).contiguous()
+    return nhwc.view(batch, height, width, n_models * channels).permute(0, 3, 1, 2)
+
+
+def _per_model_images(y: Tensor, n_models: int) -> Tensor:
+    """The inverse view: channels-last ``(batch, n_models * c, h, w)`` as per-model
+    ``(n_models, batch, c, h, w)``."""
+    y = y.contiguous(memory_format=_CL)
+    batch, channels, height, width = y.shape
+    nhwc = y.permute(0, 2, 3, 1).view(batch, height, width, n_models, channels // n_models)
+    return nhwc.permute(3, 0, 4, 1, 2)
+
+
+class Conv2d:
+    """``nn.Conv2d`` after the first layer with parameters: one grouped channels-last convolution
+    over all the models' channels (a group per model and per the layer's own groups), and
+    ``convolution_backward`` for the input's and the weights' gradients."""
+
+    shared_input = False
+
+    def __init__(self, prefix: str, conv: nn.Conv2d) -> None:
+        self.weight = prefix + "weight"
+        self.bias = prefix + "bias" if conv.bias is not None else None
+        self.args = (list(conv.stride), list(conv.padding), list(conv.dilation))
+        self.groups = conv.groups
+
+    def forward(self, x: Tensor, params: dict[str, Tensor], train: bool) -> tuple[Tensor, Any]:
+        n_models = x.shape[0]
+        images = _models_as_channels(x)
+        weight = params[self.weight].reshape(-1, *params[self.weight].shape[2:])
+        bias = None if self.bias is None else params[self.bias].reshape(-1)
+        stride, padding, dilation = self.args
+        y = functional.conv2d(
+            images, weight, bias, stride, padding, dilation, n_models * self.groups
+        )
+        return _per_model_images(y, n_models), (images, weight)
+
+    def backward(self, grad: Tensor, saved: Any, params: dict, grads: dict) -> Tensor:
+        images, weight = saved
+        n_models = grad.shape[0]
+        stride, padding, dilation = self.args
+        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            _models_as_channels(grad),
+            images,
+            weight,
+            [weight.shape[0]] if self.bias is not None else None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            n_models * self.groups,
+            [True, True, self.bias is not None],
+        )
+        grads[self.weight] = grad_w.view(params[self.weight].shape)
+        if self.bias is not None:
+            grads[self.bias] = grad_b.view(n_models, -1)
+        return _per_model_images(grad_x, n_models)
+
+
+class MaxPool2d:
+    """``nn.MaxPool2d`` on per-model images (or, before any layer with parameters, on each
+    fold's): channels-last ``max_pool2d`` over all of them at once."""
+
+    shared_input = False
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        self.args = (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
+
+    def forward(self, x: Tensor, params: dict, train: bool) -> tuple[Tensor, Any]:
+        n_models = x.shape[0]
+        images = _models_as_channels(x)
+        if not train:
+            return _per_model_images(functional.max_pool2d(images, *self.args), n_models), None
+        out, indices = functional.max_pool2d_with_indices(images, *self.args)
+        return _per_model_images(out, n_models), (images, indices)
+
+    def backward(self, grad: Tensor, saved: Any, params: dict, grads: dict) -> Tensor:
+        images, indices = saved
+        kernel, stride, padding, dilation, ceil_mode = self.args
+        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
+            _models_as_channels(grad),
+            images,
+            _pair(kernel),
+            _pair(stride if stride is not None else kernel),
+            _pair(padding),
+            _pair(dilation),
+            ceil_mode,
+            indices,
+        )
+        return _per_model_images(grad_x, grad.shape[0])
+
+
+class AvgPool2d:
+    """``nn.AvgPool2d`` or ``nn.AdaptiveAvgPool2d`` on per-model images: one channels-last
+    pooling over all the models' channels, and its ATen backward."""
+
+    shared_input = False
+
+    def __init__(self, pool: nn.Module) -> None:
+        self.pool = pool
+
+    def _apply(self, images: Tensor) -> Tensor:
+        pool = self.pool
+        if isinstance(pool, nn.AdaptiveAvgPool2d):
+            return functional.adaptive_avg_pool2d(images, pool.output_size)
+        return functional.avg_pool2d(
+            images,
+            pool.kernel_size,
+            pool.stride,
+            pool.padding,
+            pool.ceil_mode,
+            pool.count_include_pad,
+            pool.divisor_override,
+        )
+
+    def forward(self, x: Tensor, params: dict, train: bool) -> tuple[Tensor, Any]:
+        images = _models_as_channels(x)
+        return _per_model_images(self._apply(images), x.shape[0]), images
+
+    def backward(self, grad: Tensor, images: Tensor, params: dict, grads: dict) -> Tensor:
+        pool, g = self.pool, _models_as_channels(grad)
+        if isinstance(pool, nn.AdaptiveAvgPool2d):
+            grad_x = torch.ops.aten._adaptive_avg_pool2d_backward(g, images)
+        else:
+            kernel = _pair(pool.kernel_size)
+            grad_x = torch.ops.aten.avg_pool2d_backward(
+                g,
+                images,
+                kernel,
+                _pair(pool.stride) if pool.stride else kernel,
+                _pair(pool.padding),
+                pool.ceil_mode,
+                pool.count_include_pad,
+                pool.divisor_override,
+            )
+        return _per_model_images(grad_x, grad.shape[0])
+
+
+class LayerNorm:
+    """``nn.LayerNorm`` per model: ``native_layer_norm`` without the affine part, then each
+    model's own scale and shift; the backward through ``native_layer_norm_backward``."""
+
+    shared_input = False
+
+    def __init__(self, prefix: str, norm: nn.LayerNorm) -> None:
+        self.shape, self.eps = list(norm.normalized_shape), norm.eps
+        affine = norm.elementwise_affine
+        self.weight = prefix + "weight" if affine else None
+        self.bias = prefix + "bias" if affine and norm.bias is not None else None
+
+    def _broadcast(self, value: Tensor, x: Tensor) -> Tensor:
+        """``(n_models, *shape)`` viewed to broadcast against ``x`` ``(n_models, ..., *shape)``."""
+        middle = x.dim() - 1 - len(self.shape)
+        return value.view(value.shape[0], *[1] * middle, *self.shape)
+
+    def forward(self, x: Tensor, params: dict[str, Tensor], train: bool) -> tuple[Tensor, Any]:
+        normed, mean, rstd = torch.native_layer_norm(x, self.shape, None, None, self.eps)
+        y = normed
+        if self.weight is not None:
+            y = y * self._broadcast(params[self.weight], x)
+        if self.bias is not None:
+            y = y + self._broadcast(params[self.bias], x)
+        return y, (x, normed, mean, rstd)
+
+    def backward(self, grad: Tensor, saved: Any, params: dict, grads: dict) -> Tensor:
+        x, normed, mean, rstd = saved
+        batch_dims = tuple(range(1, x.dim() - len(self.shape)))
+        grad_normed = grad
+        if self.weight is not None:
+            grads[self.weight] = (grad * normed).sum(dim=batch_dims)
+            grad_normed = grad * self._broadcast(params[self.weight], x)
+        if self.bias is not None:
+            grads[self.bias] = grad.sum(dim=batch_dims)
+        grad_x, _, _ = torch.ops.aten.native_layer_norm_backward(
+            grad_normed, x, self.shape, mean, rstd, None, None, [True, False, False]
+        )
+        return grad_x
