@@ -204,6 +204,27 @@ def test_dropout_draws_differ_per_row_and_repeat_per_seed(images):
     np.testing.assert_array_equal(without[0].result.train_loss, without[1].result.train_loss)
 
 
+@pytest.mark.parametrize("use_program", [True, False], ids=["program", "vmap"])
+def test_a_stack_of_one_with_dropout_draws_the_masks_of_the_module_alone(use_program):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 30)
+    one_fold = prepare_module_folds(X, y, [(np.arange(20), np.arange(20, 30))], device=CPU)
+    config = _config(OptimizerConfig("adam", 0.01))
+    kwargs = {"dropout": 0.5}
+    (outcome,) = train_module_stack(
+        one_fold,
+        layer_norm_mlp,
+        [config],
+        loss="cross_entropy",
+        model_kwargs=kwargs,
+        use_program=use_program,
+    )
+    assert ("stacked program" in outcome.engine_reason) == use_program
+    torch.manual_seed(config.seed)  # the engine seeds the global RNG, which dropout draws from
+    _assert_matches_alone(one_fold, layer_norm_mlp, config, outcome.result, model_kwargs=kwargs)
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_batch_norm_stacks_per_model_running_stats_matching_alone(images, name):
     config = _config(OptimizerConfig(name, 0.02))

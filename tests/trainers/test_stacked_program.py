@@ -174,8 +174,8 @@ def test_pooling_routes_a_tied_windows_gradient_to_its_first_maximum_as_max_pool
             "buffers",
         ),
         (
-            nn.Sequential(nn.Flatten(), nn.Linear(162, 8), nn.Dropout(0.5), nn.Linear(8, 3)),
-            "'2' (Dropout)",
+            nn.Sequential(nn.Flatten(), nn.Linear(162, 8), nn.Softplus(), nn.Linear(8, 3)),
+            "'2' (Softplus)",
         ),
         (
             nn.Sequential(
@@ -305,3 +305,34 @@ def test_compiled_program_reports_why_a_module_has_none():
         resolve_loss("cross_entropy"),
     )
     assert program is None and "(LeakyReLU) is not one the program runs" in reason
+
+
+def test_dropout_masks_differ_per_row_and_repeat_per_seed():
+    def factory(input_shape, n_outputs):
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(162, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, n_outputs)
+        )
+
+    module = factory(SAMPLE, 3)
+    stack = ModuleStack(module, CPU)
+    flat, _ = stack.stack([module, module])  # two rows, the same weights
+    program, why_not = StackedProgram.compile(stack.base, SAMPLE)
+    assert program is not None and "Dropout" in program.layer_names, why_not
+    inputs, targets = _images(1, 8)
+    loss, views = resolve_loss("cross_entropy"), stack.views(flat)
+    torch.manual_seed(0)
+    first = program.loss_and_grad(views, inputs, targets.repeat(2, 1), loss)
+    torch.manual_seed(0)
+    again = program.loss_and_grad(views, inputs, targets.repeat(2, 1), loss)
+    off = program.loss_and_grad(views, inputs, targets.repeat(2, 1), loss, dropout=False)
+    assert first[0][0] != first[0][1]  # the same model and batch: only the masks differ
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    assert off[0][0] == off[0][1]
+    evaluated = program.forward(views, inputs)
+    torch.testing.assert_close(evaluated[0], module.eval()(inputs[0]).detach())  # no dropout
+
+
+def test_dropout_on_the_data_itself_is_refused():
+    module = nn.Sequential(nn.Dropout(0.2), nn.Flatten(), nn.Linear(162, 3))
+    program, why_not = StackedProgram.compile(module, SAMPLE)
+    assert program is None and "'0' (Dropout)" in why_not

@@ -2,7 +2,7 @@
 
 What: :meth:`StackedProgram.compile` reads an ``nn.Sequential`` whose layers it knows
 (``Linear``, ``Conv2d``, ``MaxPool2d``, ``AvgPool2d``, ``AdaptiveAvgPool2d``, ``LayerNorm``,
-``ReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``Flatten``, ``Identity``, ``Dropout(p=0)``; the
+``ReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``Flatten``, ``Identity``, ``Dropout``; the
 first ``Conv2d`` takes the ``ReLU`` and ``MaxPool2d`` that follow it into one layer; layers
 without parameters that change shapes come after the first with parameters) into a list of
 stacked layers (:mod:`._program_layers`), each with a hand-written backward. The stack then runs
@@ -30,6 +30,7 @@ from trainers.losses import Loss
 from trainers.module_engine._program_layers import (
     AvgPool2d,
     Conv2d,
+    Dropout,
     Elementwise,
     Flatten,
     FoldConvBlock,
@@ -113,6 +114,9 @@ class StackedProgram:
                 names.append("Flatten")
             elif kind is nn.Identity or (kind is nn.Dropout and child.p == 0):
                 pass
+            elif kind is nn.Dropout and not shared:
+                layers.append(Dropout(child.p))
+                names.append("Dropout")
             else:
                 return None, f"its layer {name!r} ({kind.__name__}) is not one the program runs"
             index += 1
@@ -159,17 +163,24 @@ class StackedProgram:
         )
 
     def _run(
-        self, params: dict[str, Tensor], fold_inputs: Tensor, train: bool, prepared: bool = False
+        self,
+        params: dict[str, Tensor],
+        fold_inputs: Tensor,
+        train: bool,
+        prepared: bool = False,
+        dropout: bool = True,
     ) -> tuple[Tensor, list[Any], int]:
         """Outputs ``(n_models, batch, ...)``, each layer's saved values, and the index of the
-        first layer with parameters (the backward stops there)."""
+        first layer with parameters (the backward stops there). ``dropout=False`` trains with
+        the dropout layers off (the check against the module in evaluation mode)."""
         x, saved, first = fold_inputs, [], None
         for index, layer in enumerate(self.layers):
             if first is None and isinstance(layer, FoldConvBlock) and not prepared:
                 x = layer.patches(x)
             if first is None and isinstance(layer, (FoldLinear, FoldConvBlock)):
                 first = index
-            x, keep = layer.forward(x, params, train)
+            mode = train and (dropout or not isinstance(layer, Dropout))
+            x, keep = layer.forward(x, params, mode)
             saved.append(keep if train else None)
         assert first is not None
         return x, saved, first
@@ -200,12 +211,15 @@ class StackedProgram:
         loss: Loss,
         *,
         prepared: bool = False,
+        dropout: bool = True,
     ) -> tuple[Tensor, Tensor]:
         """Each row's mean loss ``(n_models,)`` and its gradient ``(n_models, n_params)`` in the
         flat layout (``views``' order). ``fold_inputs``: ``(n_folds, batch, ...)`` samples, or
         rows of :meth:`prepared` with ``prepared=True``."""
         with torch.no_grad():
-            outputs, saved, first = self._run(views, fold_inputs, train=True, prepared=prepared)
+            outputs, saved, first = self._run(
+                views, fold_inputs, train=True, prepared=prepared, dropout=dropout
+            )
         row_loss, grad = loss.mean_and_grad(outputs, targets)
         grads: dict[str, Tensor] = {}
         with torch.no_grad():
@@ -252,11 +266,15 @@ def check_program(
     """What differs between ``program`` and ``module`` (autograd) on a few real samples
     ``inputs``/``targets``: the outputs, the loss or a gradient; None when they agree.
 
-    The program runs two copies of the module as two positions of one fold.
+    The program runs two copies of the module as two positions of one fold, and the module
+    runs in evaluation mode, the program with its dropout off: the only random layer the
+    program runs, dropout, is checked by the tests instead.
     """
     if not inputs.is_floating_point():
         return f"its inputs are {inputs.dtype}, not floating point"
     params = dict(module.named_parameters())
+    was_training = module.training
+    module.eval()
     try:
         with torch.enable_grad():
             expected = module(inputs)
@@ -268,10 +286,16 @@ def check_program(
         views = {n: s.view(2, *params[n].shape) for n, s in zip(names, split)}
         outputs = program.forward(views, inputs.unsqueeze(0))
         row_loss, grad = program.loss_and_grad(
-            views, inputs.unsqueeze(0), targets.unsqueeze(0).repeat(2, *[1] * targets.dim()), loss
+            views,
+            inputs.unsqueeze(0),
+            targets.unsqueeze(0).repeat(2, *[1] * targets.dim()),
+            loss,
+            dropout=False,
         )
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         return f"the stacked program failed: {type(error).__name__}: {error}"
+    finally:
+        module.train(was_training)
     wanted = torch.cat([g.reshape(-1) for g in expected_grads])
     close = dict(rtol=1e-4, atol=1e-5)
     if outputs.shape[1:] != expected.shape or not torch.allclose(

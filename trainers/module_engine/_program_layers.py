@@ -483,3 +483,27 @@ class LayerNorm:
             grad_normed, x, self.shape, mean, rstd, None, None, [True, False, False]
         )
         return grad_x
+
+
+class Dropout:
+    """``nn.Dropout`` per model, drawn as ``torch.nn.functional.dropout`` draws on the CPU (one
+    ``bernoulli_`` over the whole, row-major): each row gets its own masks, and a stack of one
+    draws the masks of the module alone."""
+
+    shared_input = False
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def forward(self, x: Tensor, params: dict, train: bool) -> tuple[Tensor, Any]:
+        if not train:
+            return x, None
+        if self.p == 1:
+            noise = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+        else:
+            noise = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
+            noise.div_(1 - self.p)
+        return x * noise, noise
+
+    def backward(self, grad: Tensor, noise: Tensor | None, params: dict, grads: dict) -> Tensor:
+        return grad if noise is None else grad * noise
