@@ -42,7 +42,8 @@ from trainers.module_engine._program_layers import (
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU)
 PATCH_TABLE_BYTES = 256 * 2**20  # every sample's first-layer patches, kept when they fit
-EVAL_CHUNK_BYTES = 2**20  # a first layer's output per evaluation chunk: it stays in cache
+EVAL_CHUNK_BYTES = 2**20  # a first layer's output per evaluation chunk on the CPU: in cache
+DEVICE_EVAL_CHUNK_BYTES = 256 * 2**20  # elsewhere: few launches, bounded memory
 
 
 class StackedProgram:
@@ -189,13 +190,15 @@ class StackedProgram:
         """Evaluation outputs ``(n_models, batch, ...)`` of each fold's inputs
         ``(n_folds, batch, *sample_shape)``; rows are ``position * n_folds + fold``.
 
-        Runs in chunks of samples whose first-layer output fits in about a megabyte."""
+        Runs in chunks of samples whose first-layer output fits in about a megabyte on the CPU
+        (it stays in cache), 256 MiB on other devices."""
         n_models = next(iter(views.values())).shape[0]
         first = self.layers[self._first()]
         width = first.n_out * n_models
         if isinstance(first, FoldConvBlock):
             width *= first.conv_hw[0] * first.conv_hw[1]
-        chunk = max(1, EVAL_CHUNK_BYTES // (4 * width))
+        limit = EVAL_CHUNK_BYTES if fold_inputs.device.type == "cpu" else DEVICE_EVAL_CHUNK_BYTES
+        chunk = max(1, limit // (4 * width))
         with torch.no_grad():
             outputs = [
                 self._run(views, fold_inputs[:, start : start + chunk], train=False)[0]
