@@ -72,8 +72,6 @@ class FoldLinear:
     """``nn.Linear`` as the first layer with parameters: one batched matmul per fold over the
     fold's shared inputs, the positions' weights side by side."""
 
-    shared_input = True
-
     def __init__(self, prefix: str, module: nn.Linear) -> None:
         self.weight, self.bias = (
             prefix + "weight",
@@ -105,8 +103,6 @@ class FoldLinear:
 class Linear:
     """``nn.Linear`` per model: ``baddbmm`` forward, two ``bmm`` backward."""
 
-    shared_input = False
-
     def __init__(self, prefix: str, module: nn.Linear) -> None:
         self.weight, self.bias = (
             prefix + "weight",
@@ -133,8 +129,6 @@ class Linear:
 
 class Elementwise:
     """A parameter-free elementwise activation, with its ATen backward."""
-
-    shared_input = False
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
@@ -165,8 +159,6 @@ class Elementwise:
 class Flatten:
     """``nn.Flatten()``: each sample's features into one dimension."""
 
-    shared_input = False
-
     def forward(self, x: Tensor, params: dict, train: bool) -> tuple[Tensor, Any]:
         return x.reshape(x.shape[0], x.shape[1], -1), x.shape
 
@@ -184,8 +176,6 @@ class FoldConvBlock:
     monotonic ReLU both commute with a window's maximum, the window's first maximal element is
     the same either way, and ReLU's mask read on the pooled output is the gradient's mask.
     """
-
-    shared_input = True
 
     def __init__(
         self,
@@ -323,8 +313,6 @@ class Conv2d:
     over all the models' channels (a group per model and per the layer's own groups), and
     ``convolution_backward`` for the input's and the weights' gradients."""
 
-    shared_input = False
-
     def __init__(self, prefix: str, conv: nn.Conv2d) -> None:
         self.weight = prefix + "weight"
         self.bias = prefix + "bias" if conv.bias is not None else None
@@ -369,8 +357,6 @@ class MaxPool2d:
     """``nn.MaxPool2d`` on per-model images (or, before any layer with parameters, on each
     fold's): channels-last ``max_pool2d`` over all of them at once."""
 
-    shared_input = False
-
     def __init__(self, pool: nn.MaxPool2d) -> None:
         self.args = (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
 
@@ -401,8 +387,6 @@ class MaxPool2d:
 class AvgPool2d:
     """``nn.AvgPool2d`` or ``nn.AdaptiveAvgPool2d`` on per-model images: one channels-last
     pooling over all the models' channels, and its ATen backward."""
-
-    shared_input = False
 
     def __init__(self, pool: nn.Module) -> None:
         self.pool = pool
@@ -448,8 +432,6 @@ class LayerNorm:
     """``nn.LayerNorm`` per model: ``native_layer_norm`` without the affine part, then each
     model's own scale and shift; the backward through ``native_layer_norm_backward``."""
 
-    shared_input = False
-
     def __init__(self, prefix: str, norm: nn.LayerNorm) -> None:
         self.shape, self.eps = list(norm.normalized_shape), norm.eps
         affine = norm.elementwise_affine
@@ -489,8 +471,6 @@ class Dropout:
     """``nn.Dropout`` per model, drawn as ``torch.nn.functional.dropout`` draws on the CPU (one
     ``bernoulli_`` over the whole, row-major): each row gets its own masks, and a stack of one
     draws the masks of the module alone."""
-
-    shared_input = False
 
     def __init__(self, p: float) -> None:
         self.p = p
