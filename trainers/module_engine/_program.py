@@ -2,10 +2,10 @@
 
 What: :meth:`StackedProgram.compile` reads an ``nn.Sequential`` whose layers it knows
 (``Linear``, ``Conv2d``, ``MaxPool2d``, ``AvgPool2d``, ``AdaptiveAvgPool2d``, ``LayerNorm``,
-``ReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``Flatten``, ``Identity``, ``Dropout``; the
-first ``Conv2d`` takes the ``ReLU`` and ``MaxPool2d`` that follow it into one layer; layers
-without parameters that change shapes come after the first with parameters) into a list of
-stacked layers (:mod:`._program_layers`), each with a hand-written backward. The stack then runs
+``BatchNorm1d``, ``BatchNorm2d`` (momentum set), ``ReLU``, ``Tanh``, ``Sigmoid``, ``GELU``,
+``Flatten``, ``Identity``, ``Dropout``; the first ``Conv2d`` takes the ``ReLU`` and
+``MaxPool2d`` that follow it into one layer; layers without parameters that change shapes come
+after the first with parameters) into a list of stacked layers (:mod:`._program_layers`), each with a hand-written backward. The stack then runs
 each layer once for all its models, and the first layer with parameters reads each fold's data
 once for all the positions (trials) that share it.
 
@@ -14,13 +14,15 @@ pytree flattening, functional_call's parameter swapping, the vmap rules and auto
 few milliseconds a step on a 2-core CPU, where a plain model's whole step takes under one. The
 program does the same arithmetic in about a third of the ops.
 
-Every compiled program is checked once before training: its outputs and its gradients on a few
-real samples must match the module's own (autograd), or the stack uses vmap instead.
+Every compiled program is checked once before training: its outputs, its gradients and the
+running statistics it leaves, on a few real samples, must match the module's own (autograd), or
+the stack uses vmap instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 from trainers.losses import Loss
 from trainers.module_engine._program_layers import (
     AvgPool2d,
+    BatchNorm,
     Conv2d,
     Dropout,
     Elementwise,
@@ -66,8 +69,6 @@ class StackedProgram:
         """The program of ``module``, or None and the reason it has none."""
         if type(module) is not nn.Sequential:
             return None, f"it is a {type(module).__name__}, not an nn.Sequential"
-        if any(True for _ in module.buffers()):
-            return None, "it holds buffers"
         if not all(p.requires_grad for p in module.parameters()):
             return None, "some of its parameters are frozen"
         layers: list[Any] = []
@@ -110,6 +111,11 @@ class StackedProgram:
             elif kind is nn.LayerNorm and not shared:
                 layers.append(LayerNorm(prefix, child))
                 names.append("LayerNorm")
+            elif kind in (nn.BatchNorm1d, nn.BatchNorm2d) and not shared:
+                if child.momentum is None:
+                    return None, f"its layer {name!r} is a {kind.__name__} with momentum=None"
+                layers.append(BatchNorm(prefix, child))
+                names.append(kind.__name__)
             elif kind is nn.Flatten and child.start_dim == 1 and child.end_dim == -1:
                 layers.append(Flatten())
                 names.append("Flatten")
@@ -127,6 +133,9 @@ class StackedProgram:
         program = cls(layers, names, trainable)
         if sorted(program.parameter_names()) != sorted(trainable):
             return None, "its parameters are not all held by the layers the program runs"
+        held = {n for layer in layers for n in getattr(layer, "buffer_names", lambda: [])()}
+        if {n for n, _ in module.named_buffers()} != held:
+            return None, "it holds buffers outside BatchNorm's running statistics"
         return program, ""
 
     def parameter_names(self) -> list[str]:
@@ -186,9 +195,15 @@ class StackedProgram:
         assert first is not None
         return x, saved, first
 
-    def forward(self, views: dict[str, Tensor], fold_inputs: Tensor) -> Tensor:
+    def forward(
+        self,
+        views: dict[str, Tensor],
+        fold_inputs: Tensor,
+        state: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
         """Evaluation outputs ``(n_models, batch, ...)`` of each fold's inputs
-        ``(n_folds, batch, *sample_shape)``; rows are ``position * n_folds + fold``.
+        ``(n_folds, batch, *sample_shape)``; rows are ``position * n_folds + fold``. ``state``:
+        the rows' running statistics (BatchNorm), ``(n_models, ...)`` by buffer name.
 
         Runs in chunks of samples whose first-layer output fits in about a megabyte on the CPU
         (it stays in cache), 256 MiB on other devices."""
@@ -199,9 +214,10 @@ class StackedProgram:
             width *= first.conv_hw[0] * first.conv_hw[1]
         limit = EVAL_CHUNK_BYTES if fold_inputs.device.type == "cpu" else DEVICE_EVAL_CHUNK_BYTES
         chunk = max(1, limit // (4 * width))
+        params = {**views, **(state or {})}
         with torch.no_grad():
             outputs = [
-                self._run(views, fold_inputs[:, start : start + chunk], train=False)[0]
+                self._run(params, fold_inputs[:, start : start + chunk], train=False)[0]
                 for start in range(0, fold_inputs.shape[1], chunk)
             ]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
@@ -213,21 +229,24 @@ class StackedProgram:
         targets: Tensor,
         loss: Loss,
         *,
+        state: Mapping[str, Tensor] | None = None,
         prepared: bool = False,
         dropout: bool = True,
     ) -> tuple[Tensor, Tensor]:
         """Each row's mean loss ``(n_models,)`` and its gradient ``(n_models, n_params)`` in the
         flat layout (``views``' order). ``fold_inputs``: ``(n_folds, batch, ...)`` samples, or
-        rows of :meth:`prepared` with ``prepared=True``."""
+        rows of :meth:`prepared` with ``prepared=True``. ``state``: the rows' running
+        statistics, updated in place as the module's own are in training mode."""
+        params = {**views, **(state or {})}
         with torch.no_grad():
             outputs, saved, first = self._run(
-                views, fold_inputs, train=True, prepared=prepared, dropout=dropout
+                params, fold_inputs, train=True, prepared=prepared, dropout=dropout
             )
         row_loss, grad = loss.mean_and_grad(outputs, targets)
         grads: dict[str, Tensor] = {}
         with torch.no_grad():
             for index in range(len(self.layers) - 1, first - 1, -1):
-                grad = self.layers[index].backward(grad, saved[index], views, grads)
+                grad = self.layers[index].backward(grad, saved[index], params, grads)
             n_models = outputs.shape[0]
             columns = [grads[name].reshape(n_models, -1) for name in views]
             return row_loss, torch.cat(columns, dim=1)
@@ -267,48 +286,51 @@ def check_program(
     loss: Loss,
 ) -> str | None:
     """What differs between ``program`` and ``module`` (autograd) on a few real samples
-    ``inputs``/``targets``: the outputs, the loss or a gradient; None when they agree.
+    ``inputs``/``targets``: the evaluation outputs, the training loss, the gradients or the
+    running statistics a training step leaves; None when they agree.
 
-    The program runs two copies of the module as two positions of one fold, and the module
-    runs in evaluation mode, the program with its dropout off: the only random layer the
-    program runs, dropout, is checked by the tests instead.
+    Runs on a copy of ``module``, as two positions of one fold of the program, with dropout off
+    on both sides: dropout, the one random layer the program runs, is checked by the tests.
     """
     if not inputs.is_floating_point():
         return f"its inputs are {inputs.dtype}, not floating point"
+    module = copy.deepcopy(module)
     params = dict(module.named_parameters())
-    was_training = module.training
-    module.eval()
+    rows = torch.cat([params[n].detach().reshape(-1) for n in names]).unsqueeze(0).repeat(2, 1)
+    split = rows.split([params[n].numel() for n in names], dim=1)
+    views = {n: s.view(2, *params[n].shape) for n, s in zip(names, split)}
+    state = {
+        n: b.detach().unsqueeze(0).repeat(2, *[1] * b.dim()) for n, b in module.named_buffers()
+    }
+    two_targets = targets.unsqueeze(0).repeat(2, *[1] * targets.dim())
     try:
+        with torch.no_grad():
+            evaluated = module.eval()(inputs)
+        module.train()
+        for layer in module.modules():
+            if isinstance(layer, nn.Dropout):
+                layer.eval()
         with torch.enable_grad():
             expected = module(inputs)
             expected_loss = loss.stacked(expected.unsqueeze(0), targets.unsqueeze(0)).mean()
             expected_grads = torch.autograd.grad(expected_loss, [params[n] for n in names])
-        row = torch.cat([params[n].detach().reshape(-1) for n in names])
-        rows = row.unsqueeze(0).repeat(2, 1)
-        split = rows.split([params[n].numel() for n in names], dim=1)
-        views = {n: s.view(2, *params[n].shape) for n, s in zip(names, split)}
-        outputs = program.forward(views, inputs.unsqueeze(0))
+        outputs = program.forward(views, inputs.unsqueeze(0), state)
         row_loss, grad = program.loss_and_grad(
-            views,
-            inputs.unsqueeze(0),
-            targets.unsqueeze(0).repeat(2, *[1] * targets.dim()),
-            loss,
-            dropout=False,
+            views, inputs.unsqueeze(0), two_targets, loss, state=state, dropout=False
         )
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         return f"the stacked program failed: {type(error).__name__}: {error}"
-    finally:
-        module.train(was_training)
     wanted = torch.cat([g.reshape(-1) for g in expected_grads])
     close = dict(rtol=1e-4, atol=1e-5)
-    if outputs.shape[1:] != expected.shape or not torch.allclose(
-        outputs[0], expected.detach(), **close
-    ):
+    if outputs.shape[1:] != evaluated.shape or not torch.allclose(outputs[0], evaluated, **close):
         return "the stacked program's outputs differ from the module's own"
     if not torch.allclose(row_loss, expected_loss.detach().expand(2), **close):
         return "the stacked program's loss differs from the module's own"
     if not torch.allclose(grad, wanted.expand(2, -1), **close):
         return "the stacked program's gradients differ from the module's own"
+    for name, buffer in module.named_buffers():
+        if not torch.allclose(state[name][0].to(buffer.dtype), buffer, **close):
+            return f"the stacked program's {name} differs from the module's own"
     return None
 
 

@@ -487,3 +487,76 @@ class Dropout:
 
     def backward(self, grad: Tensor, noise: Tensor | None, params: dict, grads: dict) -> Tensor:
         return grad if noise is None else grad * noise
+
+
+class BatchNorm:
+    """``nn.BatchNorm1d``/``nn.BatchNorm2d`` per model: ``native_batch_norm`` over all the
+    models' channels side by side, so each model normalises by its own batch statistics and
+    updates its own running statistics (rows of the stack's state, in place)."""
+
+    def __init__(self, prefix: str, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        self.weight = prefix + "weight" if norm.affine else None
+        self.bias = prefix + "bias" if norm.affine else None
+        tracked = norm.track_running_stats
+        self.mean = prefix + "running_mean" if tracked else None
+        self.var = prefix + "running_var" if tracked else None
+        self.count = prefix + "num_batches_tracked" if tracked else None
+        self.momentum, self.eps = norm.momentum, norm.eps
+
+    def buffer_names(self) -> list[str]:
+        return [name for name in (self.mean, self.var, self.count) if name is not None]
+
+    @staticmethod
+    def _merged(x: Tensor) -> Tensor:
+        """Per-model ``(n_models, batch, c, ...)`` as ``(batch, n_models * c, ...)``."""
+        if x.dim() == 5:
+            return _models_as_channels(x)
+        return x.movedim(0, 1).reshape(x.shape[1], x.shape[0] * x.shape[2], *x.shape[3:])
+
+    @staticmethod
+    def _split(y: Tensor, n_models: int) -> Tensor:
+        if y.dim() == 4:
+            return _per_model_images(y, n_models)
+        return y.view(y.shape[0], n_models, -1, *y.shape[2:]).movedim(1, 0)
+
+    @staticmethod
+    def _flat(params: dict[str, Tensor], name: str | None, *, in_place: bool = False) -> Any:
+        """``(n_models, c)`` as ``(n_models * c,)``: a copy of a weight (a strided view of the
+        flat parameters), a view of a running statistic (updated in place)."""
+        if name is None:
+            return None
+        return params[name].view(-1) if in_place else params[name].reshape(-1)
+
+    def forward(self, x: Tensor, params: dict[str, Tensor], train: bool) -> tuple[Tensor, Any]:
+        merged = self._merged(x)
+        weight, bias = self._flat(params, self.weight), self._flat(params, self.bias)
+        mean = self._flat(params, self.mean, in_place=True)
+        var = self._flat(params, self.var, in_place=True)
+        batch_stats = train or mean is None
+        if train and self.count is not None:
+            params[self.count].add_(1)
+        out, save_mean, save_invstd = torch.native_batch_norm(
+            merged, weight, bias, mean, var, batch_stats, self.momentum, self.eps
+        )
+        saved = (merged, weight, mean, var, save_mean, save_invstd, batch_stats)
+        return self._split(out, x.shape[0]), saved
+
+    def backward(self, grad: Tensor, saved: Any, params: dict, grads: dict) -> Tensor:
+        merged, weight, mean, var, save_mean, save_invstd, batch_stats = saved
+        n_models = grad.shape[0]
+        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+            self._merged(grad),
+            merged,
+            weight,
+            mean,
+            var,
+            save_mean,
+            save_invstd,
+            batch_stats,
+            self.eps,
+            [True, weight is not None, weight is not None],
+        )
+        if self.weight is not None:
+            grads[self.weight] = grad_w.view(n_models, -1)
+            grads[self.bias] = grad_b.view(n_models, -1)
+        return self._split(grad_x, n_models)

@@ -131,7 +131,7 @@ class StackedRun(RunBase):
             views, values = self.stack.views(flat), self._program_inputs
             prepared = self.program.is_prepared(values, self.data.sample_shape)
             return self.program.loss_and_grad(
-                views, values[fold_rows], targets, self.loss, prepared=prepared
+                views, values[fold_rows], targets, self.loss, state=state, prepared=prepared
             )
         inputs = _repeat_rows(self.data.inputs[fold_rows], len(self.live))
         return self.stack.loss_and_grad(flat, state, inputs, targets, self.loss)
@@ -161,7 +161,7 @@ class StackedRun(RunBase):
     def _forward(self, fold_inputs: Tensor) -> Tensor:
         """Evaluation outputs of every row on its fold's ``fold_inputs`` ``(n_folds, rows, ...)``."""
         if self.program is not None:
-            return self.program.forward(self.stack.views(self.flat), fold_inputs)
+            return self.program.forward(self.stack.views(self.flat), fold_inputs, self.state)
         inputs = _repeat_rows(fold_inputs, len(self.live))
         return self.stack.forward(self.flat, self.state, inputs, train=False)
 
