@@ -5,9 +5,10 @@ What: :meth:`StackedProgram.compile` reads an ``nn.Sequential`` whose layers it 
 ``BatchNorm1d``, ``BatchNorm2d`` (momentum set), ``ReLU``, ``Tanh``, ``Sigmoid``, ``GELU``,
 ``Flatten``, ``Identity``, ``Dropout``; the first ``Conv2d`` takes the ``ReLU`` and
 ``MaxPool2d`` that follow it into one layer; layers without parameters that change shapes come
-after the first with parameters) into a list of stacked layers (:mod:`._program_layers`), each with a hand-written backward. The stack then runs
-each layer once for all its models, and the first layer with parameters reads each fold's data
-once for all the positions (trials) that share it.
+after the first with parameters) into a list of stacked layers (:mod:`._program_layers`), each
+with a hand-written backward. The stack then runs each layer once for all its models, and the
+first layer with parameters reads each fold's data once for all the positions (trials) that
+share it.
 
 Why: through ``vmap(functional_call(...))`` a small model's step is mostly per-op overhead:
 pytree flattening, functional_call's parameter swapping, the vmap rules and autograd's graph, a
