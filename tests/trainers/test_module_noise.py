@@ -99,3 +99,19 @@ def test_a_model_with_running_statistics_is_not_measured_and_says_why(images):
     row = ModuleStack(module, CPU).flat_row(module).unsqueeze(0)
     with pytest.raises(NoiseNotMeasured, match="buffers"):
         module_noise_scales(images, batch_norm_cnn, row, loss=resolve_loss("cross_entropy"))
+
+
+def test_a_measurement_that_fails_says_why_and_leaves_the_global_rng_alone(images):
+    def picky(outputs, targets):
+        if outputs.shape[0] == 2:  # the small batch of the measurement, never one of training's
+            raise ValueError("my loss wants more than 2 samples")
+        return nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+    module = build_module(sequential_cnn, (1, 6, 6), 3, seed=0, fold=0)
+    row = ModuleStack(module, CPU).flat_row(module).unsqueeze(0)
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    with pytest.raises(NoiseNotMeasured, match="not measured: ValueError: my loss wants more"):
+        module_noise_scales(images, sequential_cnn, row, loss=resolve_loss(picky), small=2, big=5)
+    torch.testing.assert_close(torch.rand(3), expected)

@@ -19,7 +19,13 @@ from torch import Tensor, nn
 from trainers.losses import Loss
 from trainers.module_engine._data import ModuleFoldData
 from trainers.module_engine._program import compiled_program
-from trainers.module_engine._stack import ModelFactory, ModuleStack, build_module, probe_vmap
+from trainers.module_engine._stack import (
+    ModelFactory,
+    ModuleStack,
+    build_module,
+    probe_vmap,
+    rng_devices,
+)
 from trainers.noise_scale import MAX_STEP_BYTES, NoiseScale, noise_scale_from_norms
 
 
@@ -48,6 +54,36 @@ def module_noise_scales(
         >>> early, end = module_noise_scales(data, make_cnn, torch.stack([first, last]),
         ...                                  loss=resolve_loss("cross_entropy"))
     """
+    devices = rng_devices(data.device)
+    with torch.random.fork_rng(devices=devices):
+        # dropout's masks: the same measurement every time, and the caller's draws untouched
+        torch.default_generator.manual_seed(seed)
+        for index in devices:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        try:
+            return _measure(
+                data, factory, params, loss, model_kwargs, fold, small, big, draws, seed
+            )
+        except (NoiseNotMeasured, torch.OutOfMemoryError):
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            # Training ran, so this is the measurement's own failure: the trial keeps its result
+            # and its record says why there is no reading.
+            raise NoiseNotMeasured(f"not measured: {type(error).__name__}: {error}") from error
+
+
+def _measure(
+    data: ModuleFoldData,
+    factory: ModelFactory,
+    params: Tensor,
+    loss: Loss,
+    model_kwargs: Mapping[str, Any] | None,
+    fold: int,
+    small: int,
+    big: int,
+    draws: int,
+    seed: int,
+) -> list[NoiseScale]:
     module = build_module(
         factory, data.sample_shape, data.n_outputs, seed=seed, fold=fold, model_kwargs=model_kwargs
     )
