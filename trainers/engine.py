@@ -493,10 +493,16 @@ class _StackRun:
         return [self.outcomes[index] for index in range(len(self.configs))]
 
     def _early_rows(self, index: int) -> Tensor | None:
-        if self._early is None:
-            return None
-        fold_zero, live = self._early
-        return fold_zero[live.index(index)]
+        return early_row(self._early, index)
+
+
+def early_row(early: tuple[Tensor, list[int]] | None, index: int) -> Tensor | None:
+    """Trial ``index``'s fold-0 weights kept after the first epoch, from ``(rows, live
+    trials then)``; None when none were kept for it."""
+    if early is None or index not in early[1]:
+        return None
+    fold_zero, live = early
+    return fold_zero[live.index(index)]
 
 
 @torch.no_grad()

@@ -143,21 +143,16 @@ def fold_noise_scales(
     Example:
         >>> early, end = fold_noise_scales(data, config.model, torch.stack([first, last]))
     """
-    size = data.train_sizes[fold]
-    big = min(big, max(small + 1, size // 2))
-    _check_batches(small, big)
     model = StackedMLP(data.n_features, data.n_outputs, model_config)
-    rows = data.train_rows[fold, :size]
     device = data.device
-    generator = torch.Generator(device=device).manual_seed(seed)
     n_models = params.shape[0]
     params = params.detach().to(device=device, dtype=torch.float32)
     # a (model, draw) pair per row of a step: its weights and gradient, and its batch's activations
     row_bytes = 3 * model.n_params * 4
 
-    def sq_norms(batch: int) -> Tensor:
+    def sq_norms(picks: Tensor) -> Tensor:
         """(n_models, draws): the squared norm of each draw's mean gradient."""
-        picks = rows[torch.randint(size, (draws, batch), generator=generator, device=device)]
+        batch = picks.shape[1]
         picks = picks.repeat(n_models, 1)  # every row sees the same batches
         per_step = max(1, MAX_STEP_BYTES // (batch * bytes_per_row(model) + row_bytes))
         norms = []
@@ -177,7 +172,38 @@ def fold_noise_scales(
             norms.append(grad.pow(2).sum(dim=1))
         return torch.cat(norms).reshape(n_models, draws)
 
-    both = torch.stack([sq_norms(small), sq_norms(big)]).double().cpu().numpy()  # one host sync
+    rows = data.train_rows[fold, : data.train_sizes[fold]]
+    return scales_of_draws(
+        rows, sq_norms, n_models=n_models, small=small, big=big, draws=draws, seed=seed
+    )
+
+
+def scales_of_draws(
+    rows: Tensor,
+    squared_norms: Callable[[Tensor], Tensor],
+    *,
+    n_models: int,
+    small: int,
+    big: int,
+    draws: int,
+    seed: int,
+) -> list[NoiseScale]:
+    """B_simple of ``n_models`` weight rows from ``draws`` batches of ``small`` and then of
+    ``big`` samples (at most half of ``rows``), drawn from ``rows`` with replacement on a
+    generator seeded ``seed``; ``squared_norms(picks)`` turns the picked rows ``(draws, batch)``
+    into the squared norms of each model's mean gradient on each draw, ``(n_models, draws)``.
+    One host sync."""
+    big = min(big, max(small + 1, len(rows) // 2))
+    _check_batches(small, big)
+    generator = torch.Generator(device=rows.device).manual_seed(seed)
+
+    def norms(batch: int) -> Tensor:
+        shape = (draws, batch)
+        return squared_norms(
+            rows[torch.randint(len(rows), shape, generator=generator, device=rows.device)]
+        )
+
+    both = torch.stack([norms(small), norms(big)]).double().cpu().numpy()
     return [
         noise_scale_from_norms(both[0, row], both[1, row], small=small, big=big, seed=seed)
         for row in range(n_models)

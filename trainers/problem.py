@@ -34,6 +34,8 @@ from trainers.module_engine import (
     train_module_stack,
 )
 from trainers.module_engine import stack_key as module_stack_key
+from trainers.module_engine.noise import module_noise_scales
+from trainers.noise_scale import NoiseScale, fold_noise_scales
 from trainers.stacked_mlp import MLPConfig, build_mlp
 from trainers.threads import auto_threads, auto_workers, intra_op_threads, step_macs
 from trainers.train_config import EpochReport, TrainConfig
@@ -141,6 +143,22 @@ class TrainingProblem:
             )
             self._sample_macs = sum(p.numel() for p in module.parameters() if p.requires_grad)
         return self._sample_macs
+
+    def noise_scales(self, config: TrainConfig, rows: torch.Tensor) -> list[NoiseScale]:
+        """B_simple of fold 0's model at each weight row ``(n_rows, n_params)``, in the layout
+        of the engine that trains it. Raises
+        :class:`~trainers.module_engine.noise.NoiseNotMeasured` when it cannot be measured."""
+        if self.fast:
+            return fold_noise_scales(self.data, config.model, rows, seed=config.seed)
+        options = self.engine_options
+        return module_noise_scales(
+            self.data,
+            options["factory"],
+            rows,
+            loss=options["loss"],
+            model_kwargs=options["model_kwargs"],
+            seed=config.seed,
+        )
 
     def _train(
         self,

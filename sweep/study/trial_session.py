@@ -27,8 +27,8 @@ from sweep.study.trial_params import suggest_params, train_config
 from sweep.study.trial_record import RECORD_ATTR, TrialRecord
 from sweep.tracking.sink import TrackingSink
 from trainers import CVResult, EpochReport, StackOutcome, TrainConfig
-from trainers.module_engine.noise import NoiseNotMeasured, module_noise_scales
-from trainers.noise_scale import NoiseScale, fold_noise_scales
+from trainers.module_engine.noise import NoiseNotMeasured
+from trainers.noise_scale import NoiseScale
 from trainers.problem import TrainingProblem
 
 PRUNE_REASON_TAG = "prune_reason"
@@ -245,7 +245,7 @@ def record_gradient_noise(
         rows.append(result.final_params[0])
         stages.append((session, "end", epochs))
     try:
-        scales = _noise_scales(problem, first.config, torch.stack(rows))
+        scales = problem.noise_scales(first.config, torch.stack(rows))
     except NoiseNotMeasured as why:
         for session, _ in candidates.values():
             session.record.gradient_noise_note = str(why)
@@ -258,21 +258,6 @@ def record_gradient_noise(
         return
     for (session, stage, epoch), scale in zip(stages, scales):
         session.record.gradient_noise.append(noise_attr(scale, stage=stage, epoch=epoch))
-
-
-def _noise_scales(problem: TrainingProblem, config: Any, rows: torch.Tensor) -> list[NoiseScale]:
-    """B_simple of fold 0's model at each weight row, on the engine the problem trains with."""
-    if problem.fast:
-        return fold_noise_scales(problem.data, config.model, rows, seed=config.seed)
-    options = problem.engine_options
-    return module_noise_scales(
-        problem.data,
-        options["factory"],
-        rows,
-        loss=options["loss"],
-        model_kwargs=options["model_kwargs"],
-        seed=config.seed,
-    )
 
 
 def noise_attr(scale: NoiseScale, *, stage: str, epoch: int) -> dict[str, Any]:

@@ -242,9 +242,9 @@ def test_oom_on_the_generic_engine_stacks_fewer_trials_after_it(
 ) -> None:
     """The generic engine does not split a batch: after an out-of-memory error the trials of a
     stack train in smaller stacks, and the prune reason says so."""
-    import sweep.study.trial_session as trial_session
     import trainers.module_engine._program as module_program
     import trainers.module_engine._stack as module_stack
+    import trainers.problem as problem_module
     from trainers.module_engine.noise import NoiseNotMeasured
 
     spec = loop_spec(
@@ -276,7 +276,7 @@ def test_oom_on_the_generic_engine_stacks_fewer_trials_after_it(
     def unmeasured(*args, **kwargs):  # noqa: ANN002, ANN003
         raise NoiseNotMeasured("not measured here: its steps would count as training's")
 
-    monkeypatch.setattr(trial_session, "module_noise_scales", unmeasured)
+    monkeypatch.setattr(problem_module, "module_noise_scales", unmeasured)
     world = loop_world(spec)
     assert not world.problem.fast
     world.run()

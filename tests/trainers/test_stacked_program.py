@@ -269,9 +269,10 @@ def test_the_patch_table_and_per_step_patches_give_the_same_step():
     stack, flat, _, _ = _rows_of(COMPILED["conv-relu-pool"], 2, 2)
     program, _ = StackedProgram.compile(stack.base, SAMPLE)
     samples = torch.randn(10, *SAMPLE)
-    table = program.prepared(samples)
-    assert program.is_prepared(table, SAMPLE) and table.shape == (10, 81, 18)
-    assert program.prepared(samples, max_bytes=table.numel() * 4 - 1) is samples
+    table, is_patches = program.prepared(samples)
+    assert is_patches and table.shape == (10, 81, 18)
+    values, is_patches = program.prepared(samples, max_bytes=table.numel() * 4 - 1)
+    assert values is samples and not is_patches
     rows = torch.tensor([[0, 3, 5], [9, 1, 2]])
     targets = torch.randint(0, 3, (4, 3))
     loss = resolve_loss("cross_entropy")

@@ -43,6 +43,7 @@ from trainers.module_engine._program_layers import (
     Linear,
     MaxPool2d,
 )
+from trainers.module_engine._stack import ModuleStack, Probe, probe_vmap
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU)
 PATCH_TABLE_BYTES = 256 * 2**20  # every sample's first-layer patches, kept when they fit
@@ -147,24 +148,21 @@ class StackedProgram:
             if name is not None
         ]
 
-    def prepared(self, inputs: Tensor, max_bytes: int = PATCH_TABLE_BYTES) -> Tensor:
-        """What a training step indexes by sample: ``inputs`` ``(n_rows, *sample_shape)``, or,
-        when the first layer is a convolution and they fit in ``max_bytes``, every sample's
-        patches, made once instead of at every step. Pass the rows of it as ``prepared``."""
+    def prepared(self, inputs: Tensor, max_bytes: int = PATCH_TABLE_BYTES) -> tuple[Tensor, bool]:
+        """What a training step indexes by sample, and whether it is patches: ``inputs``
+        ``(n_rows, *sample_shape)`` (False), or, when the first layer is a convolution and they
+        fit in ``max_bytes``, every sample's patches, made once instead of at every step (True).
+        Pass the rows of it with ``prepared`` set to that flag."""
         first = self.layers[self._first()]
         if self._first() != 0 or not isinstance(first, FoldConvBlock):
-            return inputs  # a layer before it changes what the convolution reads
+            return inputs, False  # a layer before it changes what the convolution reads
         in_channels = inputs.shape[1]
         per_sample = (
             first.conv_hw[0] * first.conv_hw[1] * in_channels * first.kernel[0] * first.kernel[1]
         )
         if per_sample * inputs.shape[0] * inputs.element_size() > max_bytes:
-            return inputs
-        return first.patches(inputs)
-
-    def is_prepared(self, values: Tensor, sample_shape: Sequence[int]) -> bool:
-        """Whether :meth:`prepared` returned patches rather than the samples."""
-        return tuple(values.shape[1:]) != tuple(sample_shape)
+            return inputs, False
+        return first.patches(inputs), True
 
     def _first(self) -> int:
         return next(
@@ -355,3 +353,25 @@ def compiled_program(
         f"its layers ({layers}) ran as one stacked program without vmap, each fold's data read "
         "once for every trial, checked against the module's own outputs and gradients"
     )
+
+
+def stacked_path(
+    stack: ModuleStack,
+    flat: Tensor,
+    state: Mapping[str, Tensor],
+    inputs: Tensor,
+    targets: Tensor,
+    loss: Loss,
+    *,
+    use_program: bool = True,
+) -> tuple[StackedProgram | None, Probe]:
+    """How a stack of ``stack``'s module runs: its checked program, or else vmap if the probe
+    passes (program None). The probe says whether it can be stacked at all, and why, in words;
+    ``inputs``/``targets`` are a couple of real samples."""
+    if use_program:
+        program, reason = compiled_program(
+            stack.base, stack.names, tuple(inputs.shape[1:]), inputs, targets, loss
+        )
+        if program is not None:
+            return program, Probe(True, reason)
+    return None, probe_vmap(stack, flat, state, inputs, targets, loss)

@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from trainers.module_engine._fast_layers import _pair, _pool_backward
+
 _CL = torch.channels_last
 
 
@@ -264,17 +266,7 @@ class FoldConvBlock:
                 g, out.view(n_folds * batch, channels, *out_hw), 0.0
             )
         if self.pool is not None:
-            kernel, stride, padding, dilation, ceil_mode = self.pool
-            g = torch.ops.aten.max_pool2d_with_indices_backward(
-                g,
-                images,
-                _pair(kernel),
-                _pair(stride),
-                _pair(padding),
-                _pair(dilation),
-                ceil_mode,
-                indices,
-            )
+            g = _pool_backward(g, images, indices, self.pool)
         # channels-last (n_folds * batch, channels, h, w) is (n_folds, rows, channels) memory
         rows = g.permute(0, 2, 3, 1).reshape(n_folds, -1, channels)
         weight_grad = torch.bmm(cols.view(n_folds, -1, k).transpose(1, 2), rows)
@@ -285,10 +277,6 @@ class FoldConvBlock:
             bias_grad = rows.sum(dim=1).view(n_folds, positions, self.n_out)
             grads[self.bias] = bias_grad.transpose(0, 1).reshape(n_models, self.n_out)
         return None
-
-
-def _pair(value: Any) -> list[int]:
-    return [value, value] if isinstance(value, int) else list(value)
 
 
 def _models_as_channels(x: Tensor) -> Tensor:
@@ -370,17 +358,7 @@ class MaxPool2d:
 
     def backward(self, grad: Tensor, saved: Any, params: dict, grads: dict) -> Tensor:
         images, indices = saved
-        kernel, stride, padding, dilation, ceil_mode = self.args
-        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
-            _models_as_channels(grad),
-            images,
-            _pair(kernel),
-            _pair(stride if stride is not None else kernel),
-            _pair(padding),
-            _pair(dilation),
-            ceil_mode,
-            indices,
-        )
+        grad_x = _pool_backward(_models_as_channels(grad), images, indices, self.args)
         return _per_model_images(grad_x, grad.shape[0])
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainers.engine import StackOutcome, resolved_batch_size
+from trainers.engine import StackOutcome, early_row, resolved_batch_size
 from trainers.losses import Metric
 from trainers.module_engine._data import ModuleFoldData
 from trainers.stacked_mlp import MLPConfig
@@ -193,16 +193,10 @@ class RunBase:
                 engine_reason=self.reason,
                 higher_is_better=self.metric.higher_is_better,
                 final_state={name: value[rows].clone() for name, value in final_state.items()},
-                early_params=self._early_rows(index),
+                early_params=early_row(self._early, index),
             )
             self.outcomes[index] = self._outcome(result=result)
         return [self.outcomes[index] for index in range(len(self.configs))]
-
-    def _early_rows(self, index: int) -> Tensor | None:
-        if self._early is None or index not in self._early[1]:
-            return None
-        fold_zero, live = self._early
-        return fold_zero[live.index(index)]
 
     def peak_memory(self, n_param_floats: int) -> tuple[int, str]:
         """CUDA's own peak, or elsewhere an estimate: the data plus ``n_param_floats`` floats

@@ -70,7 +70,10 @@ class StackedRun(RunBase):
         super().__init__(data, configs, metric, reason)
         self.stack, self.loss, self.max_eval_rows = stack, loss, max_eval_rows
         self.program = program
-        self._program_inputs = None if program is None else program.prepared(data.inputs)
+        # what the program's steps index by sample (each sample's patches when they fit)
+        self._program_inputs, self._prepared = (
+            (data.inputs, False) if program is None else program.prepared(data.inputs)
+        )
         n_live = len(self.live)
         flat, state = initial
         self.flat = flat.repeat(n_live, 1)
@@ -128,10 +131,13 @@ class StackedRun(RunBase):
         """Loss and gradient of rows training on ``fold_rows`` ``(n_group_folds, count)``."""
         targets = _repeat_rows(self.data.targets[fold_rows], len(self.live))
         if self.program is not None:
-            views, values = self.stack.views(flat), self._program_inputs
-            prepared = self.program.is_prepared(values, self.data.sample_shape)
             return self.program.loss_and_grad(
-                views, values[fold_rows], targets, self.loss, state=state, prepared=prepared
+                self.stack.views(flat),
+                self._program_inputs[fold_rows],
+                targets,
+                self.loss,
+                state=state,
+                prepared=self._prepared,
             )
         inputs = _repeat_rows(self.data.inputs[fold_rows], len(self.live))
         return self.stack.loss_and_grad(flat, state, inputs, targets, self.loss)

@@ -11,14 +11,13 @@ from torch import Tensor
 
 from trainers.losses import Loss, Metric, default_metric_name, resolve_loss, resolve_metric
 from trainers.module_engine._data import ModuleFoldData
-from trainers.module_engine._program import compiled_program
+from trainers.module_engine._program import stacked_path
 from trainers.module_engine._run import ENGINES, ModuleCVResult, ModuleOutcome, check_configs
 from trainers.module_engine._sequential import SequentialRun
 from trainers.module_engine._stack import (
     ModelFactory,
     ModuleStack,
     build_module,
-    probe_vmap,
     rng_devices,
 )
 from trainers.module_engine._stacked import StackedRun
@@ -120,31 +119,15 @@ def train_module_stack(
         else:
             flat, state = stack.stack(modules)
             probe_rows = data.train_rows[0, :2]
-            probe_inputs, probe_targets = data.inputs[probe_rows], data.targets[probe_rows]
-            program, program_reason = (
-                compiled_program(
-                    stack.base,
-                    stack.names,
-                    data.sample_shape,
-                    probe_inputs,
-                    probe_targets,
-                    resolved_loss,
-                )
-                if use_program
-                else (None, "")
+            program, probe = stacked_path(
+                stack,
+                flat,
+                state,
+                data.inputs[probe_rows],
+                data.targets[probe_rows],
+                resolved_loss,
+                use_program=use_program,
             )
-            if program is not None:
-                run = StackedRun(
-                    data,
-                    configs,
-                    stack=stack,
-                    initial=(flat, state),
-                    reason=program_reason,
-                    program=program,
-                    **options,
-                )
-                return _drive(run, on_epoch, on_epoch_end)
-            probe = probe_vmap(stack, flat, state, probe_inputs, probe_targets, resolved_loss)
             if probe.stackable:
                 run = StackedRun(
                     data,
@@ -152,6 +135,7 @@ def train_module_stack(
                     stack=stack,
                     initial=(flat, state),
                     reason=probe.reason,
+                    program=program,
                     **options,
                 )
             elif engine == "stacked":

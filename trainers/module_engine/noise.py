@@ -18,15 +18,14 @@ from torch import Tensor, nn
 
 from trainers.losses import Loss
 from trainers.module_engine._data import ModuleFoldData
-from trainers.module_engine._program import compiled_program
+from trainers.module_engine._program import stacked_path
 from trainers.module_engine._stack import (
     ModelFactory,
     ModuleStack,
     build_module,
-    probe_vmap,
-    rng_devices,
 )
-from trainers.noise_scale import MAX_STEP_BYTES, NoiseScale, noise_scale_from_norms
+from trainers.module_engine._train import _seeded_global_rng
+from trainers.noise_scale import MAX_STEP_BYTES, NoiseScale, scales_of_draws
 
 
 class NoiseNotMeasured(ValueError):
@@ -54,12 +53,8 @@ def module_noise_scales(
         >>> early, end = module_noise_scales(data, make_cnn, torch.stack([first, last]),
         ...                                  loss=resolve_loss("cross_entropy"))
     """
-    devices = rng_devices(data.device)
-    with torch.random.fork_rng(devices=devices):
-        # dropout's masks: the same measurement every time, and the caller's draws untouched
-        torch.default_generator.manual_seed(seed)
-        for index in devices:
-            torch.cuda.default_generators[index].manual_seed(seed)
+    # dropout's masks: the same measurement every time, and the caller's draws untouched
+    with _seeded_global_rng(seed, data.device):
         try:
             return _measure(
                 data, factory, params, loss, model_kwargs, fold, small, big, draws, seed
@@ -94,27 +89,19 @@ def _measure(
             "not measured for a model with buffers or frozen parameters (such as BatchNorm's "
             "running statistics)"
         )
-    size = data.train_sizes[fold]
-    big = min(big, max(small + 1, size // 2))
-    rows = data.train_rows[fold, :size]
+    rows = data.train_rows[fold, : data.train_sizes[fold]]
     probe_inputs, probe_targets = data.inputs[rows[:2]], data.targets[rows[:2]]
-    program, _ = compiled_program(
-        stack.base, stack.names, data.sample_shape, probe_inputs, probe_targets, loss
-    )
-    if program is None:
-        probe = probe_vmap(stack, flat0, {}, probe_inputs, probe_targets, loss)
-        if not probe.stackable:
-            raise NoiseNotMeasured(f"not measured: {probe.reason}")
+    program, probe = stacked_path(stack, flat0, {}, probe_inputs, probe_targets, loss)
+    if not probe.stackable:
+        raise NoiseNotMeasured(f"not measured: {probe.reason}")
     params = params.detach().to(device=data.device, dtype=stack.dtype)
     n_rows = params.shape[0]
-    generator = torch.Generator(device=data.device).manual_seed(seed)
     per_sample = _activation_bytes(stack.base, probe_inputs[:1])
 
-    def sq_norms(batch: int) -> Tensor:
+    def sq_norms(picks: Tensor) -> Tensor:
         """(n_rows, draws): the squared norm of each draw's mean gradient."""
-        picks = rows[torch.randint(size, (draws, batch), generator=generator, device=data.device)]
-        step_bytes = n_rows * batch * per_sample
-        per_step = max(1, min(draws, MAX_STEP_BYTES // max(1, step_bytes)))
+        draws, batch = picks.shape
+        per_step = max(1, min(draws, MAX_STEP_BYTES // max(1, n_rows * batch * per_sample)))
         norms = []
         for start in range(0, draws, per_step):
             chosen = picks[start : start + per_step]  # (draws here, batch): the "folds"
@@ -131,11 +118,9 @@ def _measure(
             norms.append(grad.pow(2).sum(dim=1).view(n_rows, n_draws))
         return torch.cat(norms, dim=1)
 
-    both = torch.stack([sq_norms(small), sq_norms(big)]).double().cpu().numpy()  # one host sync
-    return [
-        noise_scale_from_norms(both[0, row], both[1, row], small=small, big=big, seed=seed)
-        for row in range(n_rows)
-    ]
+    return scales_of_draws(
+        rows, sq_norms, n_models=n_rows, small=small, big=big, draws=draws, seed=seed
+    )
 
 
 def _activation_bytes(module: nn.Module, sample: Tensor) -> int:
